@@ -1,0 +1,1 @@
+"""Store backends. Each module holds one backend class; ``base`` holds the contract."""

@@ -1,0 +1,62 @@
+"""App settings with defaults, read lazily and re-read when tests change them.
+
+Settings (all optional):
+
+``CONVSTORE``
+    Store aliases, like ``CACHES``. Missing: one ``default`` memory store.
+``CONVSTORE_ROLES``
+    The allowed message roles. Default ``("user", "assistant", "system", "tool")``.
+``CONVSTORE_MAX_BATCH``
+    The most messages one save/append accepts. Default 1000.
+``CONVSTORE_API_STORE``
+    The alias the REST API serves. Default ``"default"``.
+``CONVSTORE_API_MAX_BODY``
+    The largest REST request body in bytes. Default 2.5 MB (Django's own
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULT_STORE_ALIAS = "default"
+MEMORY_BACKEND = "django_convstore.backends.memory.MemoryStore"
+
+DEFAULTS: dict[str, Any] = {
+    "CONVSTORE_ROLES": ("user", "assistant", "system", "tool"),
+    "CONVSTORE_MAX_BATCH": 1000,
+    "CONVSTORE_API_STORE": DEFAULT_STORE_ALIAS,
+    "CONVSTORE_API_MAX_BODY": 2_621_440,
+}
+
+
+class AppSettings:
+    """Attribute access to the ``CONVSTORE_*`` settings, with defaults, cached."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        setting = f"CONVSTORE_{name}"
+        if setting not in DEFAULTS:
+            raise AttributeError(name)
+        if setting not in self._cache:
+            self._cache[setting] = getattr(settings, setting, DEFAULTS[setting])
+        return self._cache[setting]
+
+    def reload(self) -> None:
+        """Forget cached values; the next access re-reads settings."""
+        self._cache.clear()
+
+
+app_settings = AppSettings()
+
+
+@receiver(setting_changed)
+def _reload_app_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("CONVSTORE"):
+        app_settings.reload()

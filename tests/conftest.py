@@ -1,0 +1,73 @@
+"""Shared fixtures: the backend-parametrised ``store`` fixture of the contract suite.
+
+Each backend contributes a fixture named ``<backend>_store_config`` returning
+a Django-form store configuration (``{"BACKEND": ..., ...}``) pointing at a
+real server the suite started itself. Those fixtures live in
+``tests/fixtures/<backend>.py`` and are loaded as plugins below. A backend
+whose server cannot be started here skips with the reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_convstore import create_store
+from django_convstore.backends.base import BaseStore
+
+FIXTURES = Path(__file__).parent / "fixtures"
+pytest_plugins = sorted(
+    f"tests.fixtures.{path.stem}" for path in FIXTURES.glob("*.py") if path.stem != "__init__"
+)
+
+CONTRACT_BACKENDS = ["memory", "redis", "zerodb", "database"]
+
+
+@pytest.fixture(params=CONTRACT_BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test (parametrised over every backend)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store_config(request: pytest.FixtureRequest, backend_name: str) -> dict[str, Any]:
+    """A fresh configuration for the backend under test, with its own namespace."""
+    fixture_name = f"{backend_name}_store_config"
+    try:
+        config: dict[str, Any] = request.getfixturevalue(fixture_name)
+    except pytest.FixtureLookupError:
+        pytest.skip(f"the {backend_name} backend is not available in this checkout")
+    config = dict(config)
+    config.setdefault("NAMESPACE", f"t{uuid.uuid4().hex[:12]}")
+    return config
+
+
+@pytest.fixture
+def make_store(store_config: dict[str, Any]) -> Iterator[Callable[..., BaseStore]]:
+    """Build stores of the backend under test; ``make_store(TTL=60, OPTIONS={...})``."""
+    built: list[BaseStore] = []
+
+    def factory(**overrides: Any) -> BaseStore:
+        config = {**store_config, **overrides}
+        if "OPTIONS" in overrides:
+            config["OPTIONS"] = {**store_config.get("OPTIONS", {}), **overrides["OPTIONS"]}
+        new_store = create_store(config, alias=f"contract-{len(built)}")
+        built.append(new_store)
+        return new_store
+
+    yield factory
+    for built_store in built:
+        try:
+            built_store.clear()
+        finally:
+            built_store.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[..., BaseStore]) -> BaseStore:
+    """An empty store of the backend under test (no default TTL)."""
+    return make_store()
