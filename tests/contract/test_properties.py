@@ -1,0 +1,70 @@
+"""Contract properties (hypothesis): round trips and append ≡ save, on every backend."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROLES = st.sampled_from(["user", "assistant", "system", "tool"])
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | TEXT
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+JSON = st.recursive(
+    JSON_SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
+    max_leaves=6,
+)
+MESSAGE = st.fixed_dictionaries(
+    {
+        "role": ROLES,
+        "content": TEXT,
+        "timestamp": st.integers(0, 2**45),
+        "metadata": st.dictionaries(TEXT, JSON, max_size=3),
+    }
+)
+counter = itertools.count()
+
+SETTINGS = settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@SETTINGS
+@given(messages=st.lists(MESSAGE, max_size=8))
+def test_any_valid_messages_round_trip(store, messages):
+    cid = f"prop-{next(counter)}"
+    for i, message in enumerate(messages):
+        message["id"] = f"{cid}-{i}"
+    store.save(cid, messages)
+    loaded = store.load(cid)
+    assert [m.to_dict() for m in loaded.messages] == messages
+
+
+@SETTINGS
+@given(messages=st.lists(MESSAGE, min_size=1, max_size=10), data=st.data())
+def test_appending_in_chunks_equals_saving_at_once(store, messages, data):
+    cid = f"chunks-{next(counter)}"
+    for i, message in enumerate(messages):
+        message["id"] = f"{cid}-{i}"
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(messages)), max_size=3)))
+    bounds = [0, *cuts, len(messages)]
+    for start, end in itertools.pairwise(bounds):
+        if start < end:
+            store.append(cid, messages[start:end])
+    loaded = store.load(cid)
+    assert [m.to_dict() for m in loaded.messages] == messages
+    assert loaded.metadata.message_count == len(messages)
+    tail = data.draw(st.integers(0, len(messages)))
+    assert [m.to_dict() for m in store.load(cid, last=tail).messages] == messages[
+        len(messages) - tail :
+    ]
