@@ -119,7 +119,7 @@ def test_bad_save_options(seeded, kwargs, field):
 
 
 def test_batch_limit(seeded):
-    store, snapshot = seeded
+    store, _snapshot = seeded
     with override_settings(CONVSTORE_MAX_BATCH=3):
         store.append("keep", [msg(str(i)) for i in range(3)])
         with pytest.raises(InvalidInputError) as info:
