@@ -145,7 +145,10 @@ class StoreHandler(BaseConnectionHandler):
     exception_class = ImproperlyConfigured
 
     def configure_settings(self, settings: Any) -> dict[str, Any]:
-        settings = super().configure_settings(settings)
+        if settings is None:
+            from django.conf import settings as django_settings
+
+            settings = getattr(django_settings, self.settings_name, None)
         if not settings:
             return {DEFAULT_STORE_ALIAS: {"BACKEND": MEMORY_BACKEND}}
         if not isinstance(settings, Mapping):
@@ -154,7 +157,8 @@ class StoreHandler(BaseConnectionHandler):
 
     def __getitem__(self, alias: str) -> BaseStore:
         try:
-            return getattr(self._connections, alias)  # type: ignore[no-any-return]
+            existing: BaseStore = getattr(self._connections, alias)
+            return existing
         except AttributeError:
             if alias not in self.settings:
                 configured = ", ".join(sorted(self.settings)) or "none"
@@ -170,7 +174,8 @@ class StoreHandler(BaseConnectionHandler):
 
     def reset(self) -> None:
         """Close every built store and re-read settings (used when settings change)."""
-        self.close_all()
+        if "settings" in self.__dict__:
+            self.close_all()
         self._settings = None
         self.__dict__.pop("settings", None)
         self._connections = Local(self.thread_critical)

@@ -29,7 +29,7 @@ def _has_control_characters(value: str) -> bool:
 
 
 def validate_identifier(value: Any, field: str = "conversation_id") -> str:
-    """A conversation or message id: ``str``, 1–255 characters, no control characters."""
+    """A conversation or message id: ``str``, 1-255 characters, no control characters."""
     if not isinstance(value, str):
         raise InvalidInputError(field, f"must be a string, not {type(value).__name__}.")
     if not value:
@@ -97,7 +97,7 @@ def validate_ttl(value: Any, field: str = "ttl") -> int | None:
 
 
 def validate_owner(value: Any, field: str = "owner") -> str | None:
-    """``None`` or a string id of 1–255 characters."""
+    """``None`` or a string id of 1-255 characters."""
     if value is None:
         return None
     return validate_identifier(value, field)
@@ -114,9 +114,7 @@ def validate_message(value: Any, field: str = "message") -> Message:
     unknown = set(data) - MESSAGE_FIELDS
     if unknown:
         names = ", ".join(sorted(map(str, unknown)))
-        raise InvalidInputError(
-            field, f"unknown fields: {names} (put extra data in 'metadata')."
-        )
+        raise InvalidInputError(field, f"unknown fields: {names} (put extra data in 'metadata').")
     role = data.get("role")
     roles = tuple(app_settings.ROLES)
     if not isinstance(role, str) or role not in roles:

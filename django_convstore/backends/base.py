@@ -75,7 +75,9 @@ class BaseStore:
             )
         self.default_ttl = self._parse_ttl(params.get("TTL"))
         self.namespace = self._parse_namespace(params.get("NAMESPACE", DEFAULT_NAMESPACE))
-        options = params.get("OPTIONS") or {}
+        options = params.get("OPTIONS")
+        if options is None:
+            options = {}
         if not isinstance(options, Mapping):
             raise self.configuration_error("OPTIONS must be a dict.")
         unknown_options = set(options) - self.option_names
@@ -228,7 +230,7 @@ class BaseStore:
         """Live conversations' metadata, newest ``updated_at`` first, paginated.
 
         Filtered by ``owner`` and/or conversation id ``prefix``; never loads
-        messages. ``limit`` is 1–1000.
+        messages. ``limit`` is 1-1000.
         """
         clean_owner = validation.validate_owner(owner)
         clean_prefix = validation.validate_prefix(prefix)
@@ -245,7 +247,9 @@ class BaseStore:
     ) -> Iterator[Conversation]:
         """Stream whole conversations (for migration and export), ``batch_size`` at a time."""
         batch_size = validation.validate_positive_int(batch_size, "batch_size", minimum=1)
-        return self._iter_conversations(include_expired=bool(include_expired), batch_size=batch_size)
+        return self._iter_conversations(
+            include_expired=bool(include_expired), batch_size=batch_size
+        )
 
     def put(self, conversation: Conversation | Mapping[str, Any]) -> None:
         """Write a conversation exactly as given: timestamps, TTL, owner and metadata included.
@@ -349,9 +353,13 @@ class BaseStore:
         iterator = await sync_to_async(self.iter_conversations)(
             include_expired=include_expired, batch_size=batch_size
         )
-        fetch = sync_to_async(next)
+
+        def fetch() -> Any:
+            return next(iterator, _sentinel)
+
+        fetch_async = sync_to_async(fetch)
         while True:
-            item = await fetch(iterator, _sentinel)
+            item = await fetch_async()
             if item is _sentinel:
                 return
             yield item

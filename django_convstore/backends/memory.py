@@ -179,9 +179,7 @@ class MemoryStore(BaseStore):
     def _live_metadata(self) -> builtins.list[ConversationMetadata]:
         now = now_ms()
         with self._bucket.lock:
-            return [
-                c.metadata for c in self._data.values() if not c.metadata.is_expired(now)
-            ]
+            return [c.metadata for c in self._data.values() if not c.metadata.is_expired(now)]
 
     def _list(self) -> builtins.list[str]:
         items = sorted(self._live_metadata(), key=lambda m: m.updated_at, reverse=True)
