@@ -1,0 +1,1 @@
+"""Management commands of django-convstore and the helpers they share."""

@@ -1,0 +1,31 @@
+"""The JSON Lines format of ``convstore_export`` / ``convstore_import``.
+
+One conversation per line, as ``Conversation.to_dict()`` gives it (UTF-8,
+compact separators, no NaN/Infinity). ``metadata.expires_at`` is written for
+readers' convenience and ignored on import, since it is derived from
+``updated_at`` and ``ttl``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import validation
+from ..exceptions import InvalidInputError
+from ..types import Conversation
+
+
+def dump_line(conversation: Conversation) -> str:
+    """One conversation as one JSON line (without the newline)."""
+    return json.dumps(
+        conversation.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+
+
+def parse_line(line: str) -> Conversation:
+    """A validated conversation from one JSON line, or ``InvalidInputError``."""
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        raise InvalidInputError("line", f"is not valid JSON: {exc}.") from exc
+    return validation.validate_conversation(data)
