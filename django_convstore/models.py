@@ -25,3 +25,72 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.conversation_id
+
+
+class StoredConversation(models.Model):
+    """One conversation of the database backend: its metadata and message counter.
+
+    Timestamps are milliseconds since the epoch, as everywhere in the app;
+    ``expires_at`` (``updated_at + ttl * 1000``, NULL when it never expires)
+    is kept in sync by the store so listing and cleanup can filter on it.
+    """
+
+    namespace = models.CharField(_("namespace"), max_length=255)
+    conversation_id = models.CharField(_("conversation id"), max_length=255)
+    owner = models.CharField(_("owner"), max_length=255, null=True, blank=True)
+    created_at = models.BigIntegerField(_("created at (ms)"))
+    updated_at = models.BigIntegerField(_("updated at (ms)"))
+    ttl = models.PositiveBigIntegerField(_("TTL (seconds)"), null=True, blank=True)
+    expires_at = models.BigIntegerField(_("expires at (ms)"), null=True, blank=True)
+    message_count = models.PositiveIntegerField(_("message count"), default=0)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("stored conversation")
+        verbose_name_plural = _("stored conversations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "conversation_id"], name="convstore_conv_ns_id_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["namespace", "-updated_at"], name="convstore_conv_ns_updated"),
+            models.Index(
+                fields=["namespace", "owner", "-updated_at"], name="convstore_conv_ns_owner"
+            ),
+            models.Index(fields=["namespace", "expires_at"], name="convstore_conv_ns_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}:{self.conversation_id}"
+
+
+class StoredMessage(models.Model):
+    """One message of a :class:`StoredConversation`, at a 0-based ``position``."""
+
+    conversation = models.ForeignKey(
+        StoredConversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("conversation"),
+        # The unique (conversation, position) index below serves lookups by conversation.
+        db_index=False,
+    )
+    position = models.PositiveIntegerField(_("position"))
+    message_id = models.CharField(_("message id"), max_length=255)
+    role = models.CharField(_("role"), max_length=255)
+    content = models.TextField(_("content"))
+    timestamp = models.BigIntegerField(_("timestamp (ms)"))
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("stored message")
+        verbose_name_plural = _("stored messages")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "position"], name="convstore_msg_conv_pos_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.position}"
