@@ -3,6 +3,9 @@
 from django.contrib import admin
 from django.urls import path
 
+from . import views
+
 urlpatterns = [
+    path("", views.chat, name="chat"),
     path("admin/", admin.site.urls),
 ]
