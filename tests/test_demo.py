@@ -153,5 +153,6 @@ def test_chat_page_creates_a_conversation_and_appends(demo_server, tmp_path):
         finally:
             browser.close()
     status, body = _get(demo_server + "/api/conversations/?limit=1", auth=("admin", "admin"))
+    assert status == 200
     newest = json.loads(body)["results"][0]
     assert newest["message_count"] == 2
