@@ -1,0 +1,1 @@
+"""Real servers the test suite and the benchmarks start for themselves (see ``redis_server``)."""
