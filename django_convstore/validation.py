@@ -8,6 +8,7 @@ rule. The REST API uses the same functions, so there is one source of truth.
 from __future__ import annotations
 
 import json
+import sys
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -182,7 +183,8 @@ def validate_conversation(value: Any, field: str = "conversation") -> Conversati
     else:
         raise InvalidInputError(field, "must be a Conversation or a dict.")
     cid = validate_conversation_id(data.get("conversation_id"))
-    messages = validate_messages(data.get("messages", []), "messages", max_batch=None)
+    # A whole conversation has no batch limit (max_batch=None would mean CONVSTORE_MAX_BATCH).
+    messages = validate_messages(data.get("messages", []), "messages", max_batch=sys.maxsize)
     meta = data.get("metadata")
     if not isinstance(meta, Mapping):
         raise InvalidInputError("metadata", "must be a conversation metadata object.")
