@@ -270,21 +270,12 @@ class StoreStatsSerializer(serializers.Serializer):
     storage_size = serializers.IntegerField(allow_null=True, help_text="Bytes, where known.")
 
 
-class _PageSerializer(serializers.Serializer):
-    count = serializers.IntegerField(help_text="How many items match in total.")
+class MessagePageSerializer(serializers.Serializer):
+    """A window of a conversation's messages, oldest first (DRF's limit/offset page shape)."""
+
+    count = serializers.IntegerField(help_text="How many messages the conversation has.")
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
-
-
-class ConversationPageSerializer(_PageSerializer):
-    """One page of conversation metadata, newest first."""
-
-    results = ConversationMetadataSerializer(many=True)
-
-
-class MessagePageSerializer(_PageSerializer):
-    """A window of a conversation's messages, oldest first."""
-
     results = MessageSerializer(many=True)
 
 

@@ -38,7 +38,6 @@ from .serializers import (
     AppendSerializer,
     ConversationCreateSerializer,
     ConversationMetadataSerializer,
-    ConversationPageSerializer,
     ConversationPatchSerializer,
     ConversationSaveSerializer,
     ConversationSerializer,
@@ -92,9 +91,8 @@ class ConversationViewSet(viewsets.ViewSet):
     throttle_scope = "convstore"
     #: None: the class named by ``CONVSTORE_API_SCOPE_CLASS`` (default ``OwnerScope``).
     scope_class: type[OwnerScope] | None = None
-    #: Pages ``GET conversations/`` (not named ``pagination_class``: these classes page
-    #: through the store, not a queryset, and declare their own response shapes).
-    conversation_pagination_class = ConversationPagination
+    #: Pages ``GET conversations/`` through ``store.list_conversations``.
+    pagination_class = ConversationPagination
     #: Windows ``GET conversations/{id}/messages/``.
     message_pagination_class = MessagePagination
 
@@ -161,8 +159,11 @@ class ConversationViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="List conversations (metadata only), newest first",
-        parameters=[schema.LIMIT, schema.OFFSET, schema.PREFIX],
-        responses={200: ConversationPageSerializer, **schema.error_responses(400)},
+        parameters=[schema.PREFIX],  # limit and offset come from pagination_class
+        responses={
+            200: ConversationMetadataSerializer(many=True),
+            **schema.error_responses(400),
+        },
     )
     def list(self, request: Request) -> Response:
         """``GET conversations/``: a page of the user's (staff: all) conversations."""
@@ -171,7 +172,7 @@ class ConversationViewSet(viewsets.ViewSet):
             prefix = validation.validate_prefix(prefix)
         except InvalidInputError as exc:
             raise invalid_input(exc) from None
-        paginator = self.conversation_pagination_class()
+        paginator = self.pagination_class()
         items = paginator.paginate_store(
             self.get_store(), request, owner=self.get_scope().owner_filter(), prefix=prefix
         )
