@@ -90,6 +90,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "django-convstore demo API",
     "DESCRIPTION": "Conversations of the store named by CONVSTORE_API_STORE, scoped per user.",
     "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
     # Serve Swagger UI from drf-spectacular-sidecar's static files, not from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
