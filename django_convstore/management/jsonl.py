@@ -14,12 +14,22 @@ from .. import validation
 from ..exceptions import InvalidInputError
 from ..types import Conversation
 
+#: Characters that ``str.splitlines()`` treats as line breaks but JSON leaves unescaped.
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
 
 def dump_line(conversation: Conversation) -> str:
-    """One conversation as one JSON line (without the newline)."""
-    return json.dumps(
+    """One conversation as one JSON line (without the newline).
+
+    Non-ASCII text stays readable; the few characters some line splitters
+    take for line breaks are escaped, so a line is always exactly one record.
+    """
+    line = json.dumps(
         conversation.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
     )
+    for character, escaped in _LINE_BREAKS.items():
+        line = line.replace(character, escaped)
+    return line
 
 
 def parse_line(line: str) -> Conversation:

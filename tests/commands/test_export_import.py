@@ -173,3 +173,16 @@ def test_import_missing_file(convstores, run, tmp_path):
     result = run("convstore_import", str(tmp_path / "nope.jsonl"))
     assert isinstance(result.error, CommandError)
     assert "could not read" in str(result.error)
+
+
+def test_exported_lines_survive_any_line_splitter(convstores, run):
+    built = convstores.configure(default=memory("ls-src"))
+    tricky = simple("tricky", 1)
+    tricky.messages[0].content = "a\u2028b\u2029c\x85d\re\nf"
+    built["default"].put(tricky)
+
+    result = run("convstore_export")
+
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == tricky.to_dict()

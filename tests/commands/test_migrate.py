@@ -430,3 +430,19 @@ def test_progress_bar_on_a_terminal(convstores, run):
     assert "'c05': could not write to the target" in bar
     assert not [line for line in result.lines if line.startswith("src -> dst")]
     assert result.lines == ["migrated 9/10 conversations, 1 failed"]
+
+
+def test_interrupting_a_migration_deletes_nothing_from_the_source(convstores, run):
+    def interrupt(conversation: Conversation) -> None:
+        if conversation.conversation_id == "c05":
+            raise KeyboardInterrupt
+
+    built = convstores.configure(src=memory("ki-src"), dst=faulty("ki-dst", AFTER_PUT=interrupt))
+    expected = fill(built["src"], ten())
+
+    result = run("convstore_migrate", "src", "dst", "--delete-source", "--no-progress")
+
+    assert isinstance(result.error, CommandError)
+    assert "Interrupted" in str(result.error)
+    assert "migrated 5/6 conversations, 0 failed" in result.lines
+    assert contents(built["src"]) == expected

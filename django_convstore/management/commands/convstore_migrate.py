@@ -98,8 +98,14 @@ class Command(BaseCommand):
         )
         try:
             report = migration.run()
-        finally:
+        except KeyboardInterrupt:
             progress.close()
+            self._summarise(migration.report, source_alias, dry_run=dry_run)
+            raise CommandError(
+                "Interrupted. Only verified copies were deleted from the source (if any); "
+                "run the command again to finish."
+            ) from None
+        progress.close()
         self._summarise(report, source_alias, dry_run=dry_run)
         if not report.ok:
             problems = []
