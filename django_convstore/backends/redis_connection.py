@@ -131,8 +131,12 @@ def _check_location(location: str) -> None:
     if parts.scheme == "unix":
         if not parts.path:
             raise ConfigError("LOCATION unix:// needs a socket path, e.g. unix:///run/redis.sock.")
-    elif not parts.hostname:
-        raise ConfigError("LOCATION needs a host, e.g. redis://127.0.0.1:6379/0.")
+    else:
+        if not parts.hostname:
+            raise ConfigError("LOCATION needs a host, e.g. redis://127.0.0.1:6379/0.")
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ConfigError(f"LOCATION's database must be a number, not {db!r}.")
     del port
     from redis.connection import parse_url
 
@@ -153,7 +157,9 @@ def server_settings(
     password = options.get("PASSWORD")
     if password is not None and not isinstance(password, str):
         raise ConfigError("OPTIONS['PASSWORD'] must be a string.")
-    pool_kwargs = options.get("CONNECTION_POOL_KWARGS") or {}
+    pool_kwargs = options.get("CONNECTION_POOL_KWARGS")
+    if pool_kwargs is None:
+        pool_kwargs = {}
     if not isinstance(pool_kwargs, Mapping):
         raise ConfigError("OPTIONS['CONNECTION_POOL_KWARGS'] must be a dict.")
     if location:
@@ -269,4 +275,4 @@ def translate_error(
         )
     if isinstance(exc, rx.ResponseError) and text.startswith(("NOAUTH", "WRONGPASS")):
         return BackendAuthError(f"{where}: the server rejected the credentials ({text}).")
-    return BackendError(f"{where}: {text}", detail=type(exc).__name__)
+    return BackendError(f"{where}: {type(exc).__name__}: {text}", detail=type(exc).__name__)

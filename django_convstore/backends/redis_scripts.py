@@ -326,14 +326,12 @@ if prefix ~= '' then
   local rows = {}
   for _, id in ipairs(redis.call('ZRANGEBYLEX', K_IDS, '[' .. prefix, '(' .. prefix .. '\255')) do
     if not dead[id] then
-      local score = redis.call('ZSCORE', src, id)
-      if score then table.insert(rows, {tonumber(score), id}) end
+      local rank = redis.call('ZREVRANK', src, id)
+      if rank then table.insert(rows, {rank, id}) end
     end
   end
-  table.sort(rows, function(a, b)
-    if a[1] ~= b[1] then return a[1] > b[1] end
-    return a[2] > b[2]
-  end)
+  -- Index order (score, then id bytes); Lua's own string comparison follows the locale.
+  table.sort(rows, function(a, b) return a[1] < b[1] end)
   total = #rows
   for i = offset + 1, math.min(offset + limit, #rows) do table.insert(page, rows[i][2]) end
 else
