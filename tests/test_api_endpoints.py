@@ -567,3 +567,16 @@ def test_the_default_store_is_served_without_the_setting(
     assert response.status_code == 201
     assert stores["default"].exists(response.json()["conversation_id"])
     stores["default"].clear()
+
+
+@pytest.mark.parametrize("sub", [None, "messages", "ttl"])
+def test_head_answers_like_get_without_a_body(
+    api_store: BaseStore, owner_client: APIClient, owner: Any, sub: str | None
+) -> None:
+    api_store.save("c", msgs(2), owner=str(owner.pk))
+    response = owner_client.head(url("c", sub))
+    assert response.status_code == 200
+    assert response.content == b""
+    assert owner_client.head(url("missing", sub)).status_code == 404
+    stored = api_store.load("c")
+    assert stored is not None and len(stored.messages) == 2

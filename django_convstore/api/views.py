@@ -326,15 +326,15 @@ class ConversationViewSet(viewsets.ViewSet):
         """
         metadata = self.visible(conversation_id)
         store = self.get_store()
-        if request.method == "GET":
-            paginator = self.message_pagination_class()
-            window = paginator.paginate_messages(
-                store, request, conversation_id, metadata.message_count
-            )
-            return paginator.get_paginated_response([m.to_dict() for m in window])
-        messages = parse_append_body(request.data)
-        result = store.append(conversation_id, messages)
-        return Response(result.to_dict(), status=status.HTTP_201_CREATED)
+        if request.method == "POST":
+            messages = parse_append_body(request.data)
+            result = store.append(conversation_id, messages)
+            return Response(result.to_dict(), status=status.HTTP_201_CREATED)
+        paginator = self.message_pagination_class()
+        window = paginator.paginate_messages(
+            store, request, conversation_id, metadata.message_count
+        )
+        return paginator.get_paginated_response([m.to_dict() for m in window])
 
     @extend_schema(
         methods=["GET"],
@@ -354,15 +354,15 @@ class ConversationViewSet(viewsets.ViewSet):
         """``GET``: ``{"ttl": seconds}`` (-1 = never); ``PUT {"ttl": N}`` sets it (0 = never)."""
         self.visible(conversation_id)
         store = self.get_store()
-        if request.method == "GET":
-            remaining = store.get_ttl(conversation_id)
-        else:
+        if request.method == "PUT":
             serializer = TTLSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             ttl = serializer.validated_data["ttl"]
             if not store.set_ttl(conversation_id, ttl):
                 raise NotFound()
             remaining = ttl or -1
+        else:
+            remaining = store.get_ttl(conversation_id)
         if remaining == -2:
             raise NotFound()
         return Response({"ttl": remaining})
