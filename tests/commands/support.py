@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from django_convstore.backends.memory import MemoryStore
 from django_convstore.clock import now_ms
 from django_convstore.exceptions import BackendError, BackendUnavailableError
-from django_convstore.types import Conversation, ConversationMetadata, Message
+from django_convstore.types import Conversation, ConversationMetadata, Message, StoreStats
 
 FAULTY_STORE = "tests.commands.support.FaultyMemoryStore"
 DAY = 86_400
@@ -197,6 +197,8 @@ class FaultyMemoryStore(MemoryStore):
     - ``AFTER_PUT``: a callable run with each conversation after it was written.
     - ``FAIL_ITER_AFTER``: ``iter_conversations`` raises after yielding this many.
     - ``FAIL_CLEANUP`` / ``FAIL_DELETE``: ``cleanup()`` / ``delete()`` raise.
+    - ``UNKNOWN_EXPIRED``: ``get_stats()`` cannot tell how many expired (None), like
+      backends that cannot count them cheaply.
     """
 
     option_names: ClassVar[frozenset[str]] = MemoryStore.option_names | {
@@ -207,6 +209,7 @@ class FaultyMemoryStore(MemoryStore):
         "FAIL_ITER_AFTER",
         "FAIL_CLEANUP",
         "FAIL_DELETE",
+        "UNKNOWN_EXPIRED",
     }
 
     def _fault(self, what: str) -> BackendUnavailableError:
@@ -247,6 +250,12 @@ class FaultyMemoryStore(MemoryStore):
             if limit is not None and index >= limit:
                 raise self._fault("connection reset while streaming")
             yield conversation
+
+    def _get_stats(self) -> StoreStats:
+        stats = super()._get_stats()
+        if self.options.get("UNKNOWN_EXPIRED"):
+            stats.expired_conversations = None
+        return stats
 
     def _cleanup(self) -> int:
         if self.options.get("FAIL_CLEANUP"):

@@ -227,3 +227,17 @@ def test_exit_status_for_cron():
     assert failing.stdout.splitlines() == ["ok: removed 0 expired conversations"]
     assert "broken: failed: BackendUnavailableError" in failing.stderr
     assert "CommandError: 1 of 2 stores failed: broken." in failing.stderr
+
+
+def test_dry_run_counts_by_scanning_when_stats_cannot_tell(convstores, run):
+    built = convstores.configure(
+        main={"BACKEND": FAULTY_STORE, "LOCATION": "scan", "OPTIONS": {"UNKNOWN_EXPIRED": True}}
+    )
+    seed(built["main"], ["a", "b"], ["x", "y", "z"])
+    assert built["main"].get_stats().expired_conversations is None
+
+    dry = run("convstore_cleanup", "--dry-run")
+
+    assert dry.lines == ["main: would remove 3 expired conversations"]
+    assert len(contents(built["main"])) == 5
+    assert run("convstore_cleanup").lines == ["main: removed 3 expired conversations"]
