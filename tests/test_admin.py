@@ -1,4 +1,4 @@
-"""The admin's Conversations section through Django's test client, on memory and Redis.
+"""The admin's Conversations section through Django's test client (memory, Redis, database).
 
 Every view is exercised for every kind of user (superuser, staff with each
 permission, staff without, non-staff, anonymous). Conversations are written
@@ -35,7 +35,12 @@ from django_convstore.models import Conversation as ConversationAnchor
 
 pytestmark = pytest.mark.django_db
 
-ADMIN_BACKENDS = ["memory", "redis"]
+ADMIN_BACKENDS = [
+    "memory",
+    "redis",
+    # the database store writes through its own database alias, from the view's thread
+    pytest.param("database", marks=pytest.mark.django_db(transaction=True, databases="__all__")),
+]
 WEIRD_IDS = [
     "a/b/c",
     "with space",
