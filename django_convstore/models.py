@@ -11,6 +11,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .fields import JSONTextField, SafeTextField
+
 
 class Conversation(models.Model):
     """Admin anchor for conversations held by any store (no database table)."""
@@ -33,17 +35,20 @@ class StoredConversation(models.Model):
     Timestamps are milliseconds since the epoch, as everywhere in the app;
     ``expires_at`` (``updated_at + ttl * 1000``, NULL when it never expires)
     is kept in sync by the store so listing and cleanup can filter on it.
+    JSON is kept as text (see :mod:`django_convstore.fields`) so it reads back
+    exactly as written on every database.
     """
 
     namespace = models.CharField(_("namespace"), max_length=255)
     conversation_id = models.CharField(_("conversation id"), max_length=255)
-    owner = models.CharField(_("owner"), max_length=255, null=True, blank=True)
+    # NULL, not "", is "no owner": an owner id is never empty and NULL says so plainly.
+    owner = models.CharField(_("owner"), max_length=255, null=True, blank=True)  # noqa: DJ001
     created_at = models.BigIntegerField(_("created at (ms)"))
     updated_at = models.BigIntegerField(_("updated at (ms)"))
     ttl = models.PositiveBigIntegerField(_("TTL (seconds)"), null=True, blank=True)
     expires_at = models.BigIntegerField(_("expires at (ms)"), null=True, blank=True)
     message_count = models.PositiveIntegerField(_("message count"), default=0)
-    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    metadata = JSONTextField(_("metadata"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("stored conversation")
@@ -79,9 +84,9 @@ class StoredMessage(models.Model):
     position = models.PositiveIntegerField(_("position"))
     message_id = models.CharField(_("message id"), max_length=255)
     role = models.CharField(_("role"), max_length=255)
-    content = models.TextField(_("content"))
+    content = SafeTextField(_("content"))
     timestamp = models.BigIntegerField(_("timestamp (ms)"))
-    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    metadata = JSONTextField(_("metadata"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("stored message")

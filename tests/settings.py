@@ -3,11 +3,18 @@
 PostgreSQL is used when ``CONVSTORE_TEST_POSTGRES`` names a DSN; otherwise
 SQLite. (The database backend's tests add a PostgreSQL leg of their own when
 a server answers on 127.0.0.1:5432.)
+
+Two more aliases serve the database backend's tests: ``sqlite``, a SQLite test
+database in a file (an in-memory SQLite database shared between threads uses
+table locks that fail at once instead of waiting, so the concurrency tests need
+a file), and ``postgres`` when a PostgreSQL server answers. Their test
+database names carry the process id, so test runs side by side never share one.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from urllib.parse import urlparse
 
 SECRET_KEY = "django-convstore-tests"
@@ -68,13 +75,55 @@ def _database_from_dsn(dsn: str) -> dict[str, object]:
 
 
 _postgres_dsn = os.environ.get("CONVSTORE_TEST_POSTGRES")
-DATABASES = {
+DATABASES: dict[str, dict[str, object]] = {
     "default": (
         _database_from_dsn(_postgres_dsn)
         if _postgres_dsn
         else {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
     )
 }
+
+
+def _postgres_database() -> tuple[dict[str, object] | None, str]:
+    """The PostgreSQL server for the database backend's tests, or why there is none."""
+    if _postgres_dsn:
+        database = _database_from_dsn(_postgres_dsn)
+        where = "CONVSTORE_TEST_POSTGRES"
+    else:
+        database = _database_from_dsn("postgresql://postgres@127.0.0.1:5432/test")
+        where = "127.0.0.1:5432"
+    try:
+        import psycopg
+
+        psycopg.connect(
+            host=str(database["HOST"]),
+            port=int(str(database["PORT"])),
+            user=str(database["USER"]),
+            password=str(database["PASSWORD"]),
+            dbname=str(database["NAME"]),
+            connect_timeout=2,
+        ).close()
+    except Exception as exc:  # any failure means: no PostgreSQL leg
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, (
+            f"no PostgreSQL server at {where} ({reason}); start one there or set "
+            "CONVSTORE_TEST_POSTGRES to a DSN to run the PostgreSQL tests"
+        )
+    database["OPTIONS"] = {"connect_timeout": 5}
+    database["TEST"] = {"NAME": f"test_convstore_{os.getpid()}", "DEPENDENCIES": []}
+    return database, ""
+
+
+_sqlite_file = os.path.join(tempfile.gettempdir(), f"convstore-test-{os.getpid()}.sqlite3")
+DATABASES["sqlite"] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": _sqlite_file,
+    "TEST": {"NAME": _sqlite_file, "DEPENDENCIES": []},
+    "OPTIONS": {"timeout": 30},
+}
+_postgres, CONVSTORE_TEST_POSTGRES_SKIP_REASON = _postgres_database()
+if _postgres is not None:
+    DATABASES["postgres"] = _postgres
 
 CONVSTORE = {
     "default": {"BACKEND": "django_convstore.backends.memory.MemoryStore"},
