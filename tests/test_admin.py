@@ -1,4 +1,4 @@
-"""The admin's Conversations section through Django's test client (memory, Redis, database).
+"""The admin's Conversations section through Django's test client, on every backend.
 
 Every view is exercised for every kind of user (superuser, staff with each
 permission, staff without, non-staff, anonymous). Conversations are written
@@ -38,6 +38,7 @@ pytestmark = pytest.mark.django_db
 ADMIN_BACKENDS = [
     "memory",
     "redis",
+    "zerodb",
     # the database store writes through its own database alias, from the view's thread
     pytest.param("database", marks=pytest.mark.django_db(transaction=True, databases="__all__")),
 ]
