@@ -23,9 +23,8 @@ A 404 from a table route creates the table (both ``already exists``
 answers, 400 and 409, count as success after a re-check) and repeats the
 call once, so tables are created on first use at no cost afterwards.
 Before the first bulk update/delete on a table, the client makes sure the
-service honours the filter (a query that returned non-matching rows proves
-it does not); a bulk operation with an ignored filter would touch every row,
-so it is refused instead.
+service honours the filter (see ``_check_filters``): a bulk operation with an
+ignored filter would touch every row, so it is refused instead.
 """
 
 from __future__ import annotations
@@ -485,12 +484,9 @@ class ZeroDBClient:
         items = self._rows_of(payload, what)
         rows = [self.row(item, what) for item in items]
         kept = [row for row in rows if matches_filter(row.data, filter_)]
-        if rows:
+        if len(kept) < len(rows):
             with _registry_lock:
-                if len(kept) == len(rows):
-                    _verified_filters.add(self._key(table))
-                else:
-                    _verified_filters.discard(self._key(table))
+                _verified_filters.discard(self._key(table))
         total = payload.get("total") if isinstance(payload, Mapping) else None
         if not isinstance(total, int) or isinstance(total, bool):
             total = None
@@ -522,7 +518,12 @@ class ZeroDBClient:
             skip += MAX_QUERY_LIMIT
 
     def _check_filters(self, table: str) -> None:
-        """Refuse bulk operations when the service is seen to ignore query filters."""
+        """Refuse bulk operations unless the service is seen to honour query filters.
+
+        Proof, once per process and table: a query for a namespace that cannot
+        exist returns nothing while the table does hold rows. Any query that
+        returns rows not matching its filter withdraws the proof.
+        """
         key = self._key(table)
         with _registry_lock:
             if key in _verified_filters:
@@ -534,8 +535,13 @@ class ZeroDBClient:
                 "'filter' and 'filters'); refusing a bulk update/delete that would touch "
                 "every row."
             )
-        with _registry_lock:
-            _verified_filters.add(key)
+        try:
+            listing = self.request("GET", self._table_path(table, "rows"), params={"limit": 1})
+        except _NotFound:
+            return
+        if self._rows_of(listing, f"GET {self._table_path(table, 'rows')}"):
+            with _registry_lock:
+                _verified_filters.add(key)
 
     def bulk_update(
         self, table: str, filter_: Mapping[str, Any], update: Mapping[str, Any]

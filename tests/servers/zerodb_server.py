@@ -48,6 +48,7 @@ Fault injection (``route`` is a route name or a prefix such as ``"rows."``;
     server.rate_limit(times=1, retry_after=2)      # 429 + Retry-After (seconds; None = no header)
     server.fail(times=1, status=500)               # 500 {"detail", "message"}; any status works
     server.fail(status=503, after_commit=True)     # do the work, then answer 503
+    server.fail(status=200, body=b"<html>")        # a raw (malformed) reply
     server.drop(times=1)                           # close the socket without a reply,
     server.drop(after_commit=False)                #   after (default) or before doing the work
     server.set_latency(0.05)                       # every request sleeps first (outside the lock)
@@ -115,6 +116,7 @@ class _Fault:
     after_commit: bool = False
     route: str | None = None
     method: str | None = None
+    body: bytes | None = None
 
     def applies(self, route: str, method: str) -> bool:
         if self.route is not None and not (
@@ -208,7 +210,10 @@ class ZeroDBApp:
                 status, payload, headers = error.status, {"detail": error.detail}, error.headers
             if fault is not None:
                 status, payload, headers = self._fault_answer(fault)
-        data = b"" if payload is None else json.dumps(payload).encode()
+        if isinstance(payload, bytes):
+            data = payload
+        else:
+            data = b"" if payload is None else json.dumps(payload).encode()
         header_list = [("Content-Type", "application/json"), *headers.items()]
         if status == 401:
             header_list.append(("WWW-Authenticate", "Bearer"))
@@ -223,13 +228,15 @@ class ZeroDBApp:
         return None
 
     @staticmethod
-    def _fault_answer(fault: _Fault) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _fault_answer(fault: _Fault) -> tuple[int, Any, dict[str, str]]:
         """The injected answer; a dropped connection raises :class:`DropConnection`."""
         if fault.kind == "drop":
             raise DropConnection
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
+        if fault.body is not None:
+            return fault.status, fault.body, headers
         if fault.status == 429:
             return 429, {"detail": fault.detail or "Rate limit exceeded"}, headers
         payload = {"detail": fault.detail or "Injected server error"}
@@ -791,8 +798,9 @@ class ZeroDBServer:
         retry_after: float | None = None,
         detail: str | None = None,
         after_commit: bool = False,
+        body: bytes | None = None,
     ) -> None:
-        """Answer the next ``times`` matching requests with ``status``."""
+        """Answer the next ``times`` matching requests with ``status`` (and raw ``body``)."""
         self._add_fault(
             _Fault(
                 "status",
@@ -803,6 +811,7 @@ class ZeroDBServer:
                 after_commit=after_commit,
                 route=route,
                 method=method,
+                body=body,
             )
         )
 
