@@ -74,6 +74,7 @@ def test_public_names():
         assert hasattr(django_convstore, name)
 
 
+@pytest.mark.django_db
 def test_request_finished_closes_only_flagged_backends():
     closed: list[str] = []
 
