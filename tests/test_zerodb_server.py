@@ -463,3 +463,18 @@ def test_stop_and_start_again_on_the_same_port():
         server.start()
         assert server.port == port
         assert requests.get(server.tables_url, headers={"X-API-Key": server.api_key}).ok
+
+
+def test_delay_fault_slows_one_request_and_still_does_the_work(server, http):
+    table = make_table(http, server)
+    server.delay(0.2, times=1, route="rows.insert")
+    with pytest.raises(requests.Timeout):
+        http.post(f"{table}/rows", json={"row_data": {"late": True}}, timeout=0.05)
+    deadline = time.monotonic() + 5
+    while not server.rows("t"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert [r["row_data"] for r in server.rows("t")] == [{"late": True}]
+    started = time.perf_counter()
+    insert(http, table, {"fast": True})
+    assert time.perf_counter() - started < 0.2

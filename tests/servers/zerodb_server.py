@@ -51,6 +51,7 @@ Fault injection (``route`` is a route name or a prefix such as ``"rows."``;
     server.fail(status=200, body=b"<html>")        # a raw (malformed) reply
     server.drop(times=1)                           # close the socket without a reply,
     server.drop(after_commit=False)                #   after (default) or before doing the work
+    server.delay(0.5, times=1, route="rows.insert")  # one slow request (the work still happens)
     server.set_latency(0.05)                       # every request sleeps first (outside the lock)
     server.clear_faults()
 
@@ -108,7 +109,7 @@ class DropConnection(Exception):
 
 @dataclass
 class _Fault:
-    kind: str  # "status" or "drop"
+    kind: str  # "status", "drop" or "delay"
     times: int
     status: int = 500
     retry_after: float | None = None
@@ -117,6 +118,7 @@ class _Fault:
     route: str | None = None
     method: str | None = None
     body: bytes | None = None
+    seconds: float = 0.0
 
     def applies(self, route: str, method: str) -> bool:
         if self.route is not None and not (
@@ -193,6 +195,9 @@ class ZeroDBApp:
             self.routes[route] += 1
             fault = self._take_fault(route, method)
         latency = float(self.options["latency"] or 0)
+        if fault is not None and fault.kind == "delay":
+            latency += fault.seconds
+            fault = None
         if latency:
             time.sleep(latency)
         if fault is not None and not fault.after_commit:
@@ -675,14 +680,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         data = b"".join(chunks)
         code, _, reason = answer["status"].partition(" ")
-        self.send_response(int(code), reason)
-        for name, value in answer["headers"]:
-            self.send_header(name, value)
-        if int(code) != 204:
-            self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if int(code) != 204:
-            self.wfile.write(data)
+        try:
+            self.send_response(int(code), reason)
+            for name, value in answer["headers"]:
+                self.send_header(name, value)
+            if int(code) != 204:
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if int(code) != 204:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (a timeout): the work is done, the answer has nowhere to go.
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _run
 
@@ -838,6 +847,17 @@ class ZeroDBServer:
         self._add_fault(
             _Fault("drop", times, after_commit=after_commit, route=route, method=method)
         )
+
+    def delay(
+        self,
+        seconds: float,
+        times: int = 1,
+        *,
+        route: str | None = None,
+        method: str | None = None,
+    ) -> None:
+        """Delay the next ``times`` matching requests by ``seconds`` (then do the work)."""
+        self._add_fault(_Fault("delay", times, seconds=seconds, route=route, method=method))
 
     def set_latency(self, seconds: float) -> None:
         """Delay every request by ``seconds`` (0 turns it off)."""
