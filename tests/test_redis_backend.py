@@ -85,21 +85,21 @@ def test_own_slot_function_agrees_with_redis_py(key):
 
 
 @pytest.mark.parametrize("cid", WEIRD_IDS)
-def test_both_keys_of_a_conversation_share_one_hash_slot(make_redis_store, redis_client, cid):
+def test_all_keys_of_a_conversation_share_one_hash_slot(make_redis_store, redis_client, cid):
     store = make_redis_store(OPTIONS={"KEY_PREFIX": "app:conv"})
     store.save(cid, [msg("a")])
-    meta, msgs = redis_scripts.conversation_keys(store.base, cid)
-    assert redis_client.exists(meta, msgs) == 2
-    assert crc16_slot(meta.encode()) == crc16_slot(msgs.encode())
-    assert key_slot(meta.encode()) == key_slot(msgs.encode())
+    keys = redis_scripts.conversation_keys(store.base, cid)
+    assert redis_client.exists(*keys) == 3
+    assert len({crc16_slot(key.encode()) for key in keys}) == 1
+    assert len({key_slot(key.encode()) for key in keys}) == 1
     assert [m.content for m in store.load(cid).messages] == ["a"]
     assert store.list() == [cid]
 
 
 @given(st.text(min_size=1, max_size=60).filter(lambda s: s.isprintable()))
-def test_any_id_maps_both_keys_to_one_slot(cid):
-    meta, msgs = redis_scripts.conversation_keys("aikit:conversation:aikit", cid)
-    assert crc16_slot(meta.encode()) == crc16_slot(msgs.encode())
+def test_any_id_maps_all_its_keys_to_one_slot(cid):
+    keys = redis_scripts.conversation_keys("aikit:conversation:aikit", cid)
+    assert len({crc16_slot(key.encode()) for key in keys}) == 1
 
 
 def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
@@ -112,6 +112,7 @@ def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
     assert found == {
         "app:conv:layout:{c%7B1%7D}:meta",
         "app:conv:layout:{c%7B1%7D}:msgs",
+        "app:conv:layout:{c%7B1%7D}:offs",
         "app:conv:layout:index",
         "app:conv:layout:expiry",
         "app:conv:layout:ids",
@@ -124,8 +125,12 @@ def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
     assert meta[b"owner"] == b"own{er}"
     assert meta[b"message_count"] == b"2"
     assert json.loads(meta[b"m:title"]) == "T"
-    items = redis_client.lrange("app:conv:layout:{c%7B1%7D}:msgs", 0, -1)
-    assert [json.loads(item)["content"] for item in items] == ["a", "b"]
+    joined = redis_client.get("app:conv:layout:{c%7B1%7D}:msgs")
+    items = json.loads(b"[" + joined + b"]")
+    assert [item["content"] for item in items] == ["a", "b"]
+    offsets = redis_client.get("app:conv:layout:{c%7B1%7D}:offs").decode()
+    second = joined.index(b',{"id"') + 1
+    assert offsets == f"{0:010d}{second:010d}"
     updated = int(meta[b"updated_at"])
     assert redis_client.zscore("app:conv:layout:index", "c{1}") == updated
     assert redis_client.zscore("app:conv:layout:expiry", "c{1}") == updated + 600_000
@@ -154,34 +159,37 @@ def test_stores_with_different_namespaces_or_prefixes_never_share_keys(make_redi
 # -- expiry -------------------------------------------------------------------------------
 
 
-def test_both_keys_get_the_same_absolute_expiry(make_redis_store, redis_client):
+def expiry_times(client, keys):
+    return {client.pexpiretime(key) for key in keys}
+
+
+def test_all_keys_get_the_same_absolute_expiry(make_redis_store, redis_client):
     store = make_redis_store()
     saved = store.save("c", [msg("a")], ttl=100)
-    meta, msgs = redis_scripts.conversation_keys(store.base, "c")
-    expected = saved.metadata.updated_at + 100_000
-    assert redis_client.pexpiretime(meta) == redis_client.pexpiretime(msgs) == expected
+    keys = redis_scripts.conversation_keys(store.base, "c")
+    assert expiry_times(redis_client, keys) == {saved.metadata.updated_at + 100_000}
 
     store.save("empty", [], ttl=100)
-    empty_meta, empty_msgs = redis_scripts.conversation_keys(store.base, "empty")
-    before = redis_client.pexpiretime(empty_meta)
+    empty = redis_scripts.conversation_keys(store.base, "empty")
+    before = redis_client.pexpiretime(empty[0])
     store.append("empty", [msg("first")], update_timestamp=False)
-    assert redis_client.pexpiretime(empty_msgs) == redis_client.pexpiretime(empty_meta) == before
+    assert expiry_times(redis_client, empty) == {before}
 
     appended = store.append("c", [msg("b")])
-    assert redis_client.pexpiretime(msgs) == appended.updated_at + 100_000
+    assert expiry_times(redis_client, keys) == {appended.updated_at + 100_000}
 
 
 def test_set_ttl_zero_persists_the_keys(make_redis_store, redis_client):
     store = make_redis_store()
     store.save("c", [msg("a")], ttl=100)
-    meta, msgs = redis_scripts.conversation_keys(store.base, "c")
+    keys = redis_scripts.conversation_keys(store.base, "c")
     assert store.set_ttl("c", 0) is True
-    assert redis_client.ttl(meta) == redis_client.ttl(msgs) == -1
+    assert {redis_client.ttl(key) for key in keys} == {-1}
     assert redis_client.zscore(f"{store.base}:expiry", "c") == float("inf")
     assert store.get_ttl("c") == -1
     assert [m.content for m in store.load("c").messages] == ["a"]
     assert store.set_ttl("c", 50) is True
-    assert 0 < redis_client.ttl(meta) <= 50 and 0 < redis_client.ttl(msgs) <= 50
+    assert all(0 < redis_client.ttl(key) <= 50 for key in keys)
 
 
 def test_put_of_an_expired_conversation_is_invisible_and_cleanup_prunes_it(
@@ -190,8 +198,7 @@ def test_put_of_an_expired_conversation_is_invisible_and_cleanup_prunes_it(
     store = make_redis_store()
     store.save("live", [msg("a")])
     store.put(past_conversation("dead", ["x", "y"], owner="o"))
-    meta, msgs = redis_scripts.conversation_keys(store.base, "dead")
-    assert redis_client.exists(meta, msgs) == 0
+    assert redis_client.exists(*redis_scripts.conversation_keys(store.base, "dead")) == 0
     assert store.load("dead", include_expired=True) is None
     assert store.list() == ["live"]
     assert store.list_conversations(owner="o").total == 0
@@ -226,15 +233,14 @@ def test_stats_follow_every_write_without_reading_messages(make_redis_store):
     store.put(past_conversation("gone", ["p", "q", "r"]))
     stats = store.get_stats()
     assert (stats.total_conversations, stats.total_messages) == (2, 5)
-    expected_bytes = (
-        sum(
-            len(json.dumps(m.to_dict(), ensure_ascii=False, separators=(",", ":")).encode())
-            for cid in ("a", "b")
+    stored = {  # what the msgs strings hold: message JSON joined by ","
+        cid: ",".join(
+            json.dumps(m.to_dict(), ensure_ascii=False, separators=(",", ":"))
             for m in store.load(cid).messages
         )
-        + len("k")
-        + len('"v"')
-    )
+        for cid in ("a", "b")
+    }
+    expected_bytes = sum(len(text.encode()) for text in stored.values()) + len("k") + len('"v"')
     assert stats.storage_size == expected_bytes
     store.delete("a")
     assert store.get_stats().total_messages == 2
@@ -360,7 +366,6 @@ def test_one_round_trip_per_operation(counting_store, redis_server):
     scripted = {
         "save",
         "append",
-        "load",
         "load(last=1)",
         "set_ttl",
         "list",
@@ -377,6 +382,13 @@ def test_one_round_trip_per_operation(counting_store, redis_server):
         assert CountingConnection.requests == 1, name
         evalsha = redis_server.commandstats().get("evalsha", 0) - before
         assert evalsha == (1 if name in scripted else 0), name
+    before = redis_server.commandstats()
+    store.load("c")  # a whole load is one MULTI/EXEC (HGETALL + GET), not a script
+    after = redis_server.commandstats()
+    used = {
+        name: after[name] - before.get(name, 0) for name in ("multi", "exec", "hgetall", "get")
+    }
+    assert used == {"multi": 1, "exec": 1, "hgetall": 1, "get": 1}
 
 
 def test_load_last_n_reads_only_the_tail(counting_store):

@@ -163,7 +163,7 @@ def test_a_paused_server_times_out_within_the_socket_timeout(server):
 
 def test_other_server_errors_become_backend_errors(server):
     store = store_on(server)
-    meta, _ = redis_scripts.conversation_keys(store.base, "wrong-type")
+    meta = redis_scripts.conversation_keys(store.base, "wrong-type")[0]
     raw = Redis.from_url(server.url)
     raw.set(meta, "not a hash")
     for operation in (

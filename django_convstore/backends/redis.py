@@ -41,6 +41,8 @@ DEFAULT_KEY_PREFIX = "aikit:conversation"
 #: Conversations handled per script call by ``cleanup()`` and ``clear()``.
 SWEEP_BATCH = 500
 
+_USE_SCRIPT = object()
+_MESSAGE_FIELDS = ("id", "role", "content", "timestamp", "metadata")
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -67,6 +69,17 @@ def _metadata_args(metadata: dict[str, Any] | None) -> list[str]:
     return args
 
 
+def _message(item: dict[str, Any]) -> Message:
+    # Loading 10,000 messages must stay close to one json.loads of the original's
+    # blob, so stored documents (always written with exactly Message's fields by
+    # _message_json) become instances without running the dataclass __init__.
+    if len(item) != len(_MESSAGE_FIELDS):
+        return Message(**item)
+    message = object.__new__(Message)
+    message.__dict__ = item
+    return message
+
+
 def _parse_messages(joined: bytes | str) -> builtins.list[Message]:
     if not joined:
         return []
@@ -74,7 +87,7 @@ def _parse_messages(joined: bytes | str) -> builtins.list[Message]:
         items = json.loads(b"[" + joined + b"]")
     else:
         items = json.loads("[" + joined + "]")
-    return [Message(**item) for item in items]
+    return [_message(item) for item in items]
 
 
 def _parse_metadata(conversation_id: str, flat: Sequence[bytes | str]) -> ConversationMetadata:
@@ -355,22 +368,50 @@ class RedisStore(BaseStore):
     def _load(
         self, conversation_id: str, *, include_expired: bool, last: int | None
     ) -> Conversation | None:
-        reply = self._run(
-            "load",
-            scripts.conversation_keys(self.base, conversation_id),
-            [now_ms(), "" if last is None else last, "1" if include_expired else "0"],
-        )
+        keys = scripts.conversation_keys(self.base, conversation_id)
+        now = now_ms()
+        reply: Any = self._load_in_transaction(keys) if last is None else _USE_SCRIPT
+        if reply is _USE_SCRIPT:
+            tail = "" if last is None else last
+            reply = self._run("load", keys, [now, tail, "1" if include_expired else "0"])
         if not reply:
             return None
         flat, joined = reply
+        metadata = _parse_metadata(conversation_id, flat)
+        if not include_expired and metadata.is_expired(now):
+            return None
+        if metadata.message_count and not joined and last != 0:
+            return None  # the messages expired a moment after the metadata was read
         return Conversation(
             conversation_id=conversation_id,
-            messages=_parse_messages(joined),
-            metadata=_parse_metadata(conversation_id, flat),
+            messages=_parse_messages(joined or b""),
+            metadata=metadata,
         )
 
+    def _load_in_transaction(self, keys: Sequence[str]) -> Any:
+        """``MULTI HGETALL meta; GET msgs; EXEC``: one round trip, atomic.
+
+        Cheaper than the load script for long conversations (Lua would copy the
+        messages twice on the server). A server that refuses transactions (out
+        of memory, which rejects even reads inside MULTI) answers
+        ``_USE_SCRIPT``, and the caller falls back to the script.
+        """
+        from redis.exceptions import ExecAbortError, ResponseError
+
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(keys[0])
+            pipe.get(keys[1])
+            try:
+                fields, joined = pipe.execute()
+            except (ExecAbortError, ResponseError):
+                return _USE_SCRIPT
+        if not fields:
+            return None
+        return [item for pair in fields.items() for item in pair], joined
+
     def _ttl_fields(self, conversation_id: str) -> tuple[int, int | None] | None:
-        meta_key, _ = scripts.conversation_keys(self.base, conversation_id)
+        meta_key = scripts.conversation_keys(self.base, conversation_id)[0]
         with self._errors():
             updated_at, ttl = self.client.hmget(meta_key, ["updated_at", "ttl"])
         if updated_at is None:

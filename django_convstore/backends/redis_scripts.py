@@ -3,38 +3,47 @@
 Every key of a store starts with ``<base> = <KEY_PREFIX>:<NAMESPACE>`` (neither
 may contain ``{`` or ``}``)::
 
-    <base>:{<id>}:meta     hash: created_at, updated_at, ttl (s, 0 = never),
+    <base>:{<id>}:meta     hash: created_at, updated_at (ms), ttl (s, 0 = never),
                            message_count, owner (absent = none), and one field
                            "m:<key>" per custom metadata key (its JSON value)
-    <base>:{<id>}:msgs     list: one JSON document per message, oldest first
-    <base>:index           sorted set: id -> updated_at (ms)
-    <base>:expiry          sorted set: id -> expires_at (ms, +inf = never)
+    <base>:{<id>}:msgs     string: the messages' JSON documents joined by ","
+    <base>:{<id>}:offs     string: each message's start offset in msgs, as
+                           10 zero-padded digits, oldest first
+    <base>:index           sorted set: id -> updated_at
+    <base>:expiry          sorted set: id -> expires_at (ms; +inf = never)
     <base>:ids             sorted set, all scores 0: ids in byte order (prefix search, iteration)
     <base>:owner:{<owner>} sorted set: id -> updated_at, one per owner
     <base>:ledger          hash: id -> "<message_count>|<bytes>|<owner>"
     <base>:totals          hash: messages, bytes (sums over the ledger)
 
-``<id>`` and ``<owner>`` are escaped (``%`` → ``%25``, ``{`` → ``%7B``,
-``}`` → ``%7D``) so the braces around them form a Redis Cluster hash tag: both
-keys of one conversation always hash to the same slot. The two conversation
-keys carry the same absolute expiry (``PEXPIREAT expires_at``), so Redis drops
-them together. The index keys outlive an expired conversation until
-``cleanup()``; readers skip ids whose ``expiry`` score has passed.
+Appending is ``APPEND`` on both strings (amortised O(1), whatever the length);
+loading everything is one ``GET`` that is already a JSON array body; ``last=N``
+reads N offsets and then only the tail of ``msgs`` with ``GETRANGE``.
 
-Each write is one script, so it is atomic and costs one round trip (EVALSHA).
-Times are the application's clock (``django_convstore.clock.now_ms``), passed
-to every script as ``now``; the scripts never call ``TIME``.
+``<id>`` and ``<owner>`` are escaped (``%`` → ``%25``, ``{`` → ``%7B``,
+``}`` → ``%7D``) so the braces around them form a Redis Cluster hash tag: all
+keys of one conversation hash to the same slot. They carry the same absolute
+expiry (``PEXPIREAT expires_at``), so Redis drops them together. The index
+keys outlive an expired conversation until ``cleanup()``; readers skip ids
+whose ``expiry`` score has passed.
+
+Each operation is one script, so writes are atomic and every call is one
+round trip (``EVALSHA``). Times are the application's clock
+(``django_convstore.clock.now_ms``), passed to every script as ``now``; the
+scripts never call ``TIME``.
 
 Script arguments: the store keys come first in ``KEYS`` (index, expiry, ids,
-ledger, totals), then the conversation's meta and msgs keys where there is one
-conversation; ``ARGV[1]`` is always ``<base>``, from which the scripts build
-owner-index keys (and, for store-wide scripts, conversation keys).
+ledger, totals), then the conversation's meta, msgs and offs keys where the
+script is about one conversation; ``ARGV[1]`` is always ``<base>``, from which
+the scripts build owner-index keys (and, store-wide, conversation keys).
 """
 
 from __future__ import annotations
 
 #: The fixed "store" keys passed as KEYS[1..5] to every store-wide script.
 STORE_KEY_SUFFIXES = ("index", "expiry", "ids", "ledger", "totals")
+#: Digits per offset in the ``offs`` key.
+OFFSET_WIDTH = 10
 
 
 def escape_tag(value: str) -> str:
@@ -42,10 +51,10 @@ def escape_tag(value: str) -> str:
     return value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
-def conversation_keys(base: str, conversation_id: str) -> tuple[str, str]:
-    """The ``(meta, msgs)`` keys of one conversation; both share one hash slot."""
+def conversation_keys(base: str, conversation_id: str) -> tuple[str, str, str]:
+    """The ``(meta, msgs, offs)`` keys of one conversation; all share one hash slot."""
     tag = f"{base}:{{{escape_tag(conversation_id)}}}"
-    return f"{tag}:meta", f"{tag}:msgs"
+    return f"{tag}:meta", f"{tag}:msgs", f"{tag}:offs"
 
 
 def owner_key(base: str, owner: str) -> str:
@@ -58,9 +67,25 @@ def store_keys(base: str) -> list[str]:
     return [f"{base}:{suffix}" for suffix in STORE_KEY_SUFFIXES]
 
 
-_PRELUDE = r"""
+# Reads messages: `last` is "" for all, else a count. Shared by LOAD and ITER_BATCH.
+_READ = r"""
+local function read_messages(msgs, offs, last)
+  if last == '' then return redis.call('GET', msgs) or '' end
+  local n = tonumber(last)
+  if n == 0 then return '' end
+  local count = redis.call('STRLEN', offs) / 10
+  if n >= count then return redis.call('GET', msgs) or '' end
+  local at = (count - n) * 10
+  local start = tonumber(redis.call('GETRANGE', offs, at, at + 9))
+  return redis.call('GETRANGE', msgs, start, -1)
+end
+"""
+
+_PRELUDE = (
+    r"""
 local BASE = ARGV[1]
 local K_INDEX, K_EXPIRY, K_IDS, K_LEDGER, K_TOTALS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local META, MSGS, OFFS = KEYS[6], KEYS[7], KEYS[8]
 local NEVER = 9007199254740992
 
 local function esc(s)
@@ -79,20 +104,24 @@ local function expires_at(updated, ttl)
   return tonumber(updated) + ttl * 1000
 end
 
-local function is_live(key, now)
-  local v = redis.call('HMGET', key, 'updated_at', 'ttl')
+local function is_live(meta, now)
+  local v = redis.call('HMGET', meta, 'updated_at', 'ttl')
   if not v[1] then return false end
   local exp = expires_at(v[1], v[2])
   return not (exp and exp <= now)
 end
 
-local function set_expiry(meta, msgs, exp)
-  if exp and exp < NEVER then
-    redis.call('PEXPIREAT', meta, int(exp))
-    redis.call('PEXPIREAT', msgs, int(exp))
-  else
-    redis.call('PERSIST', meta)
-    redis.call('PERSIST', msgs)
+local function drop(meta, msgs, offs)
+  redis.call('DEL', meta, msgs, offs)
+end
+
+local function set_expiry(exp)
+  for _, key in ipairs({META, MSGS, OFFS}) do
+    if exp and exp < NEVER then
+      redis.call('PEXPIREAT', key, int(exp))
+    else
+      redis.call('PERSIST', key)
+    end
   end
 end
 
@@ -128,24 +157,32 @@ local function reindex(id, updated, exp, owner, count, bytes)
   redis.call('HINCRBY', K_TOTALS, 'bytes', int(bytes - (ob or 0)))
 end
 
-local function push_all(key, first, last)
-  local length = redis.call('LLEN', key)
-  for i = first, last, 1000 do
-    length = redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 999, last)))
+-- Appends ARGV[first..last] (message JSON) to MSGS and their offsets to OFFS;
+-- returns the new message count and the bytes added.
+local function push_all(first, last)
+  local size = redis.call('STRLEN', MSGS)
+  local before = size
+  local parts, offsets = {}, {}
+  for i = first, last do
+    if size > 0 then
+      parts[#parts + 1] = ','
+      size = size + 1
+    end
+    offsets[#offsets + 1] = string.format('%010d', size)
+    parts[#parts + 1] = ARGV[i]
+    size = size + #ARGV[i]
   end
-  return length
+  if #offsets > 0 then
+    redis.call('APPEND', MSGS, table.concat(parts))
+    redis.call('APPEND', OFFS, table.concat(offsets))
+  end
+  return redis.call('STRLEN', OFFS) / 10, size - before
 end
 
 local function hset_pairs(key, first, last)
   for i = first, last, 1000 do
     redis.call('HSET', key, unpack(ARGV, i, math.min(i + 999, last)))
   end
-end
-
-local function sum_lengths(first, last)
-  local n = 0
-  for i = first, last do n = n + #ARGV[i] end
-  return n
 end
 
 local function metadata_bytes(key)
@@ -161,8 +198,10 @@ local function expired_ids(now)
   return redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', int(now))
 end
 """
+    + _READ
+)
 
-# KEYS: store keys, meta, msgs. ARGV: base, id, now, ttl ("0" = never),
+# KEYS: store keys, meta, msgs, offs. ARGV: base, id, now, ttl ("0" = never),
 # owner ("-" keeps the existing owner, "=<owner>" sets it), n (metadata pairs),
 # 2n metadata field/value strings ("m:<key>", JSON), then the messages' JSON.
 SAVE = (
@@ -170,119 +209,116 @@ SAVE = (
     + r"""
 local id, now_s = ARGV[2], ARGV[3]
 local now, ttl, owner_arg, n = tonumber(now_s), ARGV[4], ARGV[5], tonumber(ARGV[6])
-local meta, msgs = KEYS[6], KEYS[7]
 local created, owner = now_s, ''
-if is_live(meta, now) then
-  local old = redis.call('HMGET', meta, 'created_at', 'owner')
+if is_live(META, now) then
+  local old = redis.call('HMGET', META, 'created_at', 'owner')
   created, owner = old[1], old[2] or ''
+  redis.call('DEL', MSGS, OFFS)
 else
-  redis.call('DEL', meta)
+  drop(META, MSGS, OFFS)
 end
 if string.sub(owner_arg, 1, 1) == '=' then owner = string.sub(owner_arg, 2) end
-redis.call('DEL', msgs)
 local first = 7 + 2 * n
-local count = push_all(msgs, first, #ARGV)
-redis.call('HSET', meta, 'created_at', created, 'updated_at', now_s, 'ttl', ttl,
-  'message_count', count)
+local count, bytes = push_all(first, #ARGV)
+redis.call('HSET', META, 'created_at', created, 'updated_at', now_s, 'ttl', ttl,
+  'message_count', int(count))
 if owner ~= '' then
-  redis.call('HSET', meta, 'owner', owner)
+  redis.call('HSET', META, 'owner', owner)
 else
-  redis.call('HDEL', meta, 'owner')
+  redis.call('HDEL', META, 'owner')
 end
-hset_pairs(meta, 7, first - 1)
-local bytes = sum_lengths(first, #ARGV) + metadata_bytes(meta)
+hset_pairs(META, 7, first - 1)
 local exp = expires_at(now_s, ttl)
-set_expiry(meta, msgs, exp)
-reindex(id, now_s, exp, owner, count, bytes)
-return redis.call('HGETALL', meta)
+reindex(id, now_s, exp, owner, count, bytes + metadata_bytes(META))
+local flat = redis.call('HGETALL', META)
+set_expiry(exp)
+return flat
 """
 )
 
-# KEYS: store keys, meta, msgs. ARGV: base, id, now, default ttl, update ("1"/"0"),
-# then the messages' JSON.
+# KEYS: store keys, meta, msgs, offs. ARGV: base, id, now, default ttl,
+# update ("1"/"0"), then the messages' JSON.
 APPEND = (
     _PRELUDE
     + r"""
 local id, now_s = ARGV[2], ARGV[3]
-local now = tonumber(now_s)
-local meta, msgs = KEYS[6], KEYS[7]
-if not is_live(meta, now) then
-  redis.call('DEL', meta, msgs)
+if not is_live(META, tonumber(now_s)) then
+  drop(META, MSGS, OFFS)
   unindex(id)
-  redis.call('HSET', meta, 'created_at', now_s, 'updated_at', now_s, 'ttl', ARGV[4],
+  redis.call('HSET', META, 'created_at', now_s, 'updated_at', now_s, 'ttl', ARGV[4],
     'message_count', 0)
 end
-local count = push_all(msgs, 6, #ARGV)
+local count, added = push_all(6, #ARGV)
 if ARGV[5] == '1' then
-  redis.call('HSET', meta, 'updated_at', now_s, 'message_count', count)
+  redis.call('HSET', META, 'updated_at', now_s, 'message_count', int(count))
 else
-  redis.call('HSET', meta, 'message_count', count)
+  redis.call('HSET', META, 'message_count', int(count))
 end
-local v = redis.call('HMGET', meta, 'updated_at', 'ttl', 'owner')
+local v = redis.call('HMGET', META, 'updated_at', 'ttl', 'owner')
 local exp = expires_at(v[1], v[2])
-set_expiry(meta, msgs, exp)
 local _, old_bytes = ledger_get(id)
-reindex(id, v[1], exp, v[3] or '', count, (old_bytes or 0) + sum_lengths(6, #ARGV))
-return redis.call('HGETALL', meta)
+reindex(id, v[1], exp, v[3] or '', count, (old_bytes or 0) + added)
+local flat = redis.call('HGETALL', META)
+set_expiry(exp)
+return flat
 """
 )
 
-# KEYS: store keys, meta, msgs. ARGV: base, id, created_at, updated_at, ttl,
-# owner ("" = none), n, 2n metadata strings, messages' JSON.
+# KEYS: store keys, meta, msgs, offs. ARGV: base, id, created_at, updated_at,
+# ttl, owner ("" = none), n, 2n metadata strings, then the messages' JSON.
 PUT = (
     _PRELUDE
     + r"""
 local id, created, updated, ttl, owner = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local n = tonumber(ARGV[7])
-local meta, msgs = KEYS[6], KEYS[7]
-redis.call('DEL', meta, msgs)
+drop(META, MSGS, OFFS)
 local first = 8 + 2 * n
-local count = push_all(msgs, first, #ARGV)
-redis.call('HSET', meta, 'created_at', created, 'updated_at', updated, 'ttl', ttl,
-  'message_count', count)
-if owner ~= '' then redis.call('HSET', meta, 'owner', owner) end
-hset_pairs(meta, 8, first - 1)
-local bytes = sum_lengths(first, #ARGV) + metadata_bytes(meta)
+local count, bytes = push_all(first, #ARGV)
+redis.call('HSET', META, 'created_at', created, 'updated_at', updated, 'ttl', ttl,
+  'message_count', int(count))
+if owner ~= '' then redis.call('HSET', META, 'owner', owner) end
+hset_pairs(META, 8, first - 1)
 local exp = expires_at(updated, ttl)
-set_expiry(meta, msgs, exp)
-reindex(id, updated, exp, owner, count, bytes)
+reindex(id, updated, exp, owner, count, bytes + metadata_bytes(META))
+set_expiry(exp)
 return count
 """
 )
 
-# KEYS: store keys, meta, msgs. ARGV: base, id, now. Returns 1 when a live
-# conversation was deleted.
+# KEYS: store keys, meta, msgs, offs. ARGV: base, id, now. Returns 1 when a
+# live conversation was deleted.
 DELETE = (
     _PRELUDE
     + r"""
-local live = is_live(KEYS[6], tonumber(ARGV[3]))
-redis.call('DEL', KEYS[6], KEYS[7])
+local live = is_live(META, tonumber(ARGV[3]))
+drop(META, MSGS, OFFS)
 unindex(ARGV[2])
 if live then return 1 end
 return 0
 """
 )
 
-# KEYS: store keys, meta, msgs. ARGV: base, id, now, ttl ("0" = never).
+# KEYS: store keys, meta, msgs, offs. ARGV: base, id, now, ttl ("0" = never).
 SET_TTL = (
     _PRELUDE
     + r"""
 local id, now_s, ttl = ARGV[2], ARGV[3], ARGV[4]
-local meta, msgs = KEYS[6], KEYS[7]
-if not is_live(meta, tonumber(now_s)) then return 0 end
-redis.call('HSET', meta, 'ttl', ttl, 'updated_at', now_s)
+if not is_live(META, tonumber(now_s)) then return 0 end
+redis.call('HSET', META, 'ttl', ttl, 'updated_at', now_s)
 local exp = expires_at(now_s, ttl)
-set_expiry(meta, msgs, exp)
-local v = redis.call('HMGET', meta, 'message_count', 'owner')
+set_expiry(exp)
+local v = redis.call('HMGET', META, 'message_count', 'owner')
 local _, bytes = ledger_get(id)
 reindex(id, now_s, exp, v[2] or '', tonumber(v[1]) or 0, bytes or 0)
 return 1
 """
 )
 
-# KEYS: meta, msgs. ARGV: now, last ("" = all), include_expired ("1"/"0").
-# Returns false, or {meta hash as a flat list, the messages' JSON joined by ","}.
-LOAD = r"""
+# KEYS: meta, msgs, offs. ARGV: now, last ("" = all), include_expired ("1"/"0").
+# Returns false, or {meta hash as a flat list, the wanted messages' JSON joined by ","}.
+LOAD = (
+    _READ
+    + r"""
 local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return false end
 if ARGV[3] ~= '1' then
@@ -297,16 +333,9 @@ if ARGV[3] ~= '1' then
   local t = tonumber(ttl) or 0
   if t > 0 and tonumber(updated) + t * 1000 <= tonumber(ARGV[1]) then return false end
 end
-local items
-if ARGV[2] == '' then
-  items = redis.call('LRANGE', KEYS[2], 0, -1)
-elseif ARGV[2] == '0' then
-  items = {}
-else
-  items = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[2]), -1)
-end
-return {flat, table.concat(items, ',')}
+return {flat, read_messages(KEYS[2], KEYS[3], ARGV[2])}
 """
+)
 
 # KEYS: store keys. ARGV: base, now, owner ("" = all), prefix ("" = none), limit, offset.
 # Returns {total, id, meta flat list, id, meta flat list, ...}.
@@ -396,13 +425,10 @@ if ARGV[4] ~= '' then low = '(' .. ARGV[4] end
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYLEX', K_IDS, low, '+', 'LIMIT', 0, tonumber(ARGV[5]))) do
   local meta = conv_key(id, 'meta')
-  local flat = {}
-  local joined = ''
+  local flat, joined = {}, ''
   if ARGV[3] == '1' or is_live(meta, now) then
     flat = redis.call('HGETALL', meta)
-    if #flat > 0 then
-      joined = table.concat(redis.call('LRANGE', conv_key(id, 'msgs'), 0, -1), ',')
-    end
+    if #flat > 0 then joined = read_messages(conv_key(id, 'msgs'), conv_key(id, 'offs'), '') end
   end
   table.insert(out, id)
   table.insert(out, flat)
@@ -442,7 +468,7 @@ CLEANUP = (
 local ids = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', int(tonumber(ARGV[2])), 'LIMIT', 0,
   tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
-  redis.call('DEL', conv_key(id, 'meta'), conv_key(id, 'msgs'))
+  drop(conv_key(id, 'meta'), conv_key(id, 'msgs'), conv_key(id, 'offs'))
   unindex(id)
 end
 return #ids
@@ -461,7 +487,7 @@ local live = 0
 for _, id in ipairs(ids) do
   local meta = conv_key(id, 'meta')
   if is_live(meta, now) then live = live + 1 end
-  redis.call('DEL', meta, conv_key(id, 'msgs'))
+  drop(meta, conv_key(id, 'msgs'), conv_key(id, 'offs'))
   unindex(id)
 end
 if #ids == 0 then redis.call('DEL', K_INDEX, K_EXPIRY, K_IDS, K_LEDGER, K_TOTALS) end
