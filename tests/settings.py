@@ -114,11 +114,13 @@ def _postgres_database() -> tuple[dict[str, object] | None, str]:
     return database, ""
 
 
-_sqlite_file = os.path.join(tempfile.gettempdir(), f"convstore-test-{os.getpid()}.sqlite3")
 DATABASES["sqlite"] = {
     "ENGINE": "django.db.backends.sqlite3",
-    "NAME": _sqlite_file,
-    "TEST": {"NAME": _sqlite_file, "DEPENDENCIES": []},
+    "NAME": ":memory:",  # only the test database (a file) is ever used
+    "TEST": {
+        "NAME": os.path.join(tempfile.gettempdir(), f"convstore-test-{os.getpid()}.sqlite3"),
+        "DEPENDENCIES": [],
+    },
     "OPTIONS": {"timeout": 30},
 }
 _postgres, CONVSTORE_TEST_POSTGRES_SKIP_REASON = _postgres_database()

@@ -32,7 +32,7 @@ messages) and read again, so a read never mixes two versions.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -216,6 +216,10 @@ class DatabaseStore(BaseStore):
         """Translate database exceptions into the app's errors."""
         try:
             yield
+        except OverflowError as exc:  # SQLite's driver, for integers beyond 64 bits
+            raise BackendError(
+                self._describe(db, "a value does not fit the database's columns", exc)
+            ) from exc
         except DatabaseError as exc:
             if _is_missing_table(exc):
                 raise BackendError(
@@ -517,20 +521,33 @@ class DatabaseStore(BaseStore):
             if not batch:
                 return
             last_pk = batch[-1]["pk"]
-            for group in _message_batches(batch):
-                with self._errors(db):
-                    messages = self._messages_of(db, group)
-                for row in group:
-                    found = messages.get(row["pk"], [])
-                    if len(found) != row["message_count"]:
-                        # Deleted or replaced meanwhile; a replacement has a higher pk
-                        # and comes later in this same stream.
-                        continue
-                    yield Conversation(
-                        conversation_id=row["conversation_id"],
-                        messages=found,
-                        metadata=_metadata(row),
-                    )
+            skipped = yield from self._with_messages(db, batch)
+            if len(batch) < batch_size and not skipped:
+                return  # a short batch was the last one, unless a replacement is still ahead
+
+    def _with_messages(
+        self, db: str, batch: builtins.list[dict[str, Any]]
+    ) -> Generator[Conversation, None, int]:
+        """Yield the conversations of ``batch`` with their messages; return how many were skipped.
+
+        A conversation deleted or replaced since ``batch`` was read is skipped: a
+        replacement has a higher primary key, so the stream reaches it later.
+        """
+        skipped = 0
+        for group in _message_batches(batch):
+            with self._errors(db):
+                messages = self._messages_of(db, group)
+            for row in group:
+                found = messages.get(row["pk"], [])
+                if len(found) != row["message_count"]:
+                    skipped += 1
+                    continue
+                yield Conversation(
+                    conversation_id=row["conversation_id"],
+                    messages=found,
+                    metadata=_metadata(row),
+                )
+        return skipped
 
     def _messages_of(
         self, db: str, rows: builtins.list[dict[str, Any]]

@@ -1,0 +1,622 @@
+"""The database backend beyond the contract: tables, routing, queries, errors, migrations.
+
+Every test that touches a database runs on SQLite and, when a server answers,
+on PostgreSQL (see ``tests/fixtures/database.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext, override_settings
+
+from django_convstore import (
+    BackendError,
+    BackendUnavailableError,
+    create_store,
+    is_database_store,
+)
+from django_convstore.backends import database as database_module
+from django_convstore.backends.database import DatabaseStore
+from django_convstore.checks import check_stores
+from django_convstore.clock import now_ms
+from django_convstore.models import StoredConversation, StoredMessage
+from django_convstore.types import Conversation, ConversationMetadata, Message
+from tests.fixtures.database import (
+    POSTGRES_ALIAS,
+    SQLITE_ALIAS,
+    database_params,
+    skip_without_postgres,
+)
+
+BACKEND = "django_convstore.backends.database.DatabaseStore"
+MESSAGE = {"role": "user", "content": "hello"}
+
+
+@pytest.fixture(params=database_params())
+def db_alias(request: pytest.FixtureRequest) -> str:
+    """The database alias under test (SQLite, and PostgreSQL when reachable)."""
+    request.getfixturevalue("_database_threads_released")
+    return str(request.param)
+
+
+@pytest.fixture
+def make_db_store(db_alias: str) -> Iterator[Callable[..., DatabaseStore]]:
+    """Build database stores on ``db_alias``, each in a namespace of its own."""
+    built: list[DatabaseStore] = []
+
+    def factory(**config: Any) -> DatabaseStore:
+        options = {"DATABASE": db_alias, **config.pop("OPTIONS", {})}
+        config.setdefault("NAMESPACE", f"t{uuid.uuid4().hex[:12]}")
+        store = create_store({"BACKEND": BACKEND, "OPTIONS": options, **config})
+        assert isinstance(store, DatabaseStore)
+        built.append(store)
+        return store
+
+    yield factory
+    for store in built:
+        store.clear()
+
+
+@pytest.fixture
+def db_store(make_db_store: Callable[..., DatabaseStore]) -> DatabaseStore:
+    """An empty database store on the alias under test."""
+    return make_db_store()
+
+
+def row(store: DatabaseStore, conversation_id: str) -> StoredConversation:
+    """The conversation's row, read straight from the table."""
+    return StoredConversation.objects.using(store.database).get(
+        namespace=store.namespace, conversation_id=conversation_id
+    )
+
+
+def vendor(alias: str) -> str:
+    return connections[alias].vendor
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def test_database_option_must_name_a_configured_alias():
+    with pytest.raises(ImproperlyConfigured) as info:
+        create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": "nope"}}, alias="chat")
+    message = str(info.value)
+    assert "CONVSTORE['chat']" in message
+    assert "'nope'" in message
+    assert "default" in message  # lists the configured aliases
+
+
+@pytest.mark.parametrize("value", [3, "", ["default"]])
+def test_database_option_must_be_an_alias_name(value):
+    with pytest.raises(ImproperlyConfigured, match=r"OPTIONS\['DATABASE'\]"):
+        create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": value}})
+
+
+def test_location_is_refused_with_a_pointer_to_the_option():
+    with pytest.raises(ImproperlyConfigured, match=r"OPTIONS\['DATABASE'\]"):
+        create_store({"BACKEND": BACKEND, "LOCATION": "default"})
+
+
+def test_original_form_and_type_guard():
+    store = create_store({"type": "database", "database": SQLITE_ALIAS, "default_ttl": 60})
+    assert isinstance(store, DatabaseStore)
+    assert is_database_store(store)
+    assert store.database == SQLITE_ALIAS
+    assert store.default_ttl == 60
+    assert DatabaseStore.required_modules == ()
+
+
+def test_system_check_accepts_and_rejects_database_stores():
+    good = {"BACKEND": BACKEND, "OPTIONS": {"DATABASE": SQLITE_ALIAS}}
+    with override_settings(CONVSTORE={"default": good}):
+        assert check_stores() == []
+    bad = {"BACKEND": BACKEND, "OPTIONS": {"DATABASE": "missing"}}
+    with override_settings(CONVSTORE={"default": good, "bad": bad}):
+        errors = check_stores()
+    assert [error.id for error in errors] == ["convstore.E006"]
+    assert "'missing'" in errors[0].msg
+
+
+def test_building_a_store_opens_no_connection():
+    # No django_db marker: any connection attempt would fail this test.
+    store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": SQLITE_ALIAS}})
+    assert repr(store).startswith("<DatabaseStore")
+
+
+def test_migrations_are_up_to_date(django_db_blocker):
+    # Exits (SystemExit) when models and migrations disagree. It reads each database's
+    # migration history, hence the unblocking.
+    with django_db_blocker.unblock():
+        call_command("makemigrations", "django_convstore", check=True, dry_run=True, verbosity=0)
+
+
+# -- routing ------------------------------------------------------------------------------
+
+
+class SplitRouter:
+    """Reads of the store's models from ``default``, writes to ``sqlite``."""
+
+    def db_for_read(self, model: Any, **hints: Any) -> str | None:
+        return "default" if model._meta.app_label == "django_convstore" else None
+
+    def db_for_write(self, model: Any, **hints: Any) -> str | None:
+        return SQLITE_ALIAS if model._meta.app_label == "django_convstore" else None
+
+
+ROUTER = f"{__name__}.SplitRouter"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", SQLITE_ALIAS])
+def test_routers_choose_the_databases_without_the_option():
+    store = create_store({"BACKEND": BACKEND, "NAMESPACE": "routed"})
+    with override_settings(DATABASE_ROUTERS=[ROUTER]):
+        store.save("c", [MESSAGE])
+        # written through db_for_write …
+        assert StoredConversation.objects.using(SQLITE_ALIAS).filter(namespace="routed").exists()
+        assert not StoredConversation.objects.using("default").filter(namespace="routed").exists()
+        # … and read through db_for_read, which holds nothing
+        assert store.load("c") is None
+        assert store.list() == []
+    # Without routers everything goes to "default".
+    assert store.load("c") is None
+    store.save("d", [MESSAGE])
+    assert StoredConversation.objects.using("default").filter(namespace="routed").count() == 1
+    store.clear()
+    create_store(
+        {"BACKEND": BACKEND, "NAMESPACE": "routed", "OPTIONS": {"DATABASE": SQLITE_ALIAS}}
+    ).clear()
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", SQLITE_ALIAS])
+def test_the_database_option_wins_over_routers():
+    store = create_store(
+        {"BACKEND": BACKEND, "NAMESPACE": "pinned", "OPTIONS": {"DATABASE": SQLITE_ALIAS}}
+    )
+    with override_settings(DATABASE_ROUTERS=[ROUTER]):
+        store.save("c", [MESSAGE])
+        assert [m.content for m in store.load("c").messages] == ["hello"]
+    assert not StoredConversation.objects.using("default").filter(namespace="pinned").exists()
+    store.clear()
+
+
+# -- rows and semantics ---------------------------------------------------------------------
+
+
+def test_expires_at_column_follows_updated_at_and_ttl(db_store):
+    db_store.save("c", [MESSAGE], ttl=60)
+    saved = row(db_store, "c")
+    assert saved.expires_at == saved.updated_at + 60_000
+    assert saved.ttl == 60 and saved.message_count == 1
+
+    time.sleep(0.005)
+    db_store.append("c", [MESSAGE], update_timestamp=False)
+    quiet = row(db_store, "c")
+    assert (quiet.updated_at, quiet.expires_at) == (saved.updated_at, saved.expires_at)
+    assert quiet.message_count == 2
+
+    time.sleep(0.005)
+    db_store.append("c", [MESSAGE])
+    moved = row(db_store, "c")
+    assert moved.updated_at > saved.updated_at
+    assert moved.expires_at == moved.updated_at + 60_000
+
+    assert db_store.set_ttl("c", 0) is True
+    assert row(db_store, "c").expires_at is None and row(db_store, "c").ttl is None
+
+    past = now_ms() - 120_000
+    db_store.put(
+        Conversation(
+            "p",
+            [Message("user", "x")],
+            ConversationMetadata("p", created_at=past, updated_at=past, message_count=1, ttl=30),
+        )
+    )
+    put = row(db_store, "p")
+    assert (put.created_at, put.updated_at, put.expires_at) == (past, past, past + 30_000)
+
+
+def test_messages_are_rows_at_consecutive_positions(db_store):
+    db_store.save("c", [{**MESSAGE, "content": "a"}, {**MESSAGE, "content": "b"}])
+    db_store.append("c", [{**MESSAGE, "content": "c"}])
+    rows = StoredMessage.objects.using(db_store.database).filter(conversation=row(db_store, "c"))
+    assert list(rows.order_by("position").values_list("position", "content")) == [
+        (0, "a"),
+        (1, "b"),
+        (2, "c"),
+    ]
+
+
+def test_namespaces_share_tables_but_not_conversations(make_db_store):
+    one, two = make_db_store(NAMESPACE="one"), make_db_store(NAMESPACE="two")
+    one.save("same-id", [MESSAGE])
+    two.save("same-id", [MESSAGE, MESSAGE])
+    assert one.load("same-id").metadata.message_count == 1
+    assert two.load("same-id").metadata.message_count == 2
+    assert one.clear() == 1
+    assert two.exists("same-id") is True
+
+
+AWKWARD_TEXT = [
+    "NUL \x00 inside",
+    "\x00",
+    "\uffff starts with the marker",
+    "lone surrogate \ud800 here",
+    "emoji 🙂 and accents é",
+    "",
+]
+AWKWARD_METADATA = {
+    "huge": 1e300,
+    "max": 1.7976931348623157e308,
+    "tiny": 5e-324,
+    "int": 2**53,
+    "nul\x00key": "nul\x00value",
+    "surrogate": "\udfff",
+    "nested": [{"a": None, "b": [True, -0.5]}],
+}
+
+
+def test_awkward_values_round_trip_exactly(db_store):
+    messages = [
+        {"role": "user", "content": text, "metadata": AWKWARD_METADATA} for text in AWKWARD_TEXT
+    ]
+    db_store.save("c", messages, metadata=AWKWARD_METADATA)
+    loaded = db_store.load("c")
+    assert [m.content for m in loaded.messages] == AWKWARD_TEXT
+    for message in loaded.messages:
+        assert message.metadata == AWKWARD_METADATA
+        assert type(message.metadata["huge"]) is float
+    assert loaded.metadata.metadata == AWKWARD_METADATA
+    iterated = next(db_store.iter_conversations())
+    assert [m.content for m in iterated.messages] == AWKWARD_TEXT
+
+
+def test_plain_text_is_stored_as_is(db_store):
+    db_store.save("c", [{"role": "user", "content": "plain text"}], metadata={"k": "v"})
+    stored = StoredMessage.objects.using(db_store.database).values_list("content", flat=True)
+    with connections[db_store.database].cursor() as cursor:
+        cursor.execute(
+            f"SELECT content FROM {StoredMessage._meta.db_table} WHERE id = %s",
+            [StoredMessage.objects.using(db_store.database).get().pk],
+        )
+        assert cursor.fetchone()[0] == "plain text"
+    assert list(stored) == ["plain text"]
+
+
+def test_append_to_an_expired_conversation_starts_a_new_one(make_db_store):
+    store = make_db_store(TTL=300)
+    past = now_ms() - 60_000
+    store.put(
+        Conversation(
+            "c",
+            [Message("user", "old")],
+            ConversationMetadata(
+                "c", past - 1, past, message_count=1, ttl=10, owner="o", metadata={"k": 1}
+            ),
+        )
+    )
+    meta = store.append("c", [MESSAGE])
+    assert meta.message_count == 1
+    assert meta.created_at > past and meta.ttl == 300
+    assert meta.owner is None and meta.metadata == {}
+    assert [m.content for m in store.load("c").messages] == ["hello"]
+    assert StoredMessage.objects.using(store.database).filter(content="old").count() == 0
+
+
+def test_store_joins_the_callers_transaction(db_store):
+    db_store.save("kept", [MESSAGE])
+    with pytest.raises(RuntimeError), transaction.atomic(using=db_store.database):
+        db_store.append("kept", [MESSAGE])
+        db_store.save("dropped", [MESSAGE])
+        assert db_store.load("kept").metadata.message_count == 2
+        raise RuntimeError("roll back")
+    assert db_store.load("kept").metadata.message_count == 1
+    assert db_store.exists("dropped") is False
+
+
+def test_prefix_filter_is_case_sensitive_and_literal(db_store):
+    for cid in ["Ab-1", "ab-2", "a%c", "abc", "a_c"]:
+        db_store.save(cid, [MESSAGE])
+    ids = lambda **kw: sorted(m.conversation_id for m in db_store.list_conversations(**kw).items)  # noqa: E731
+    assert ids(prefix="Ab") == ["Ab-1"]
+    assert ids(prefix="ab") == ["ab-2", "abc"]
+    assert ids(prefix="a%") == ["a%c"]
+    assert ids(prefix="a_") == ["a_c"]
+
+
+def test_cleanup_and_clear_work_in_batches(db_store, monkeypatch):
+    monkeypatch.setattr(database_module, "DELETE_BATCH_SIZE", 3)
+    past = now_ms() - 60_000
+    for i in range(7):
+        meta = ConversationMetadata(f"old{i}", past, past, message_count=1, ttl=10)
+        db_store.put(Conversation(f"old{i}", [Message("user", "x")], meta))
+    db_store.save("live1", [MESSAGE])
+    db_store.save("live2", [MESSAGE], ttl=3600)
+    with CaptureQueriesContext(connections[db_store.database]) as ctx:
+        assert db_store.cleanup() == 7
+    deletes = [q for q in ctx.captured_queries if q["sql"].startswith("DELETE FROM")]
+    assert len(deletes) == 3 * 2  # three batches (3 + 3 + 1), messages then conversations
+    assert sorted(db_store.list()) == ["live1", "live2"]
+    assert StoredMessage.objects.using(db_store.database).count() == 2
+    assert db_store.clear() == 2
+    assert StoredMessage.objects.using(db_store.database).count() == 0
+
+
+def test_iter_conversations_reads_one_batch_at_a_time(db_store):
+    for i in range(5):
+        db_store.save(f"c{i}", [MESSAGE] * (i + 1))
+    stream = db_store.iter_conversations(batch_size=2)
+    with CaptureQueriesContext(connections[db_store.database]) as ctx:
+        first = next(stream)
+    assert len(ctx.captured_queries) == 2  # two conversation rows, then their messages
+    assert "LIMIT 2" in ctx.captured_queries[0]["sql"]
+    rest = list(stream)
+    assert [c.conversation_id for c in [first, *rest]] == [f"c{i}" for i in range(5)]
+    assert [c.metadata.message_count for c in [first, *rest]] == [1, 2, 3, 4, 5]
+
+
+def test_iter_conversations_is_a_live_scan(db_store):
+    # Like Redis SCAN: a conversation replaced during the stream may come twice, old
+    # version first, so copying the stream with put() ends with the newest version.
+    for i in range(5):
+        db_store.save(f"c{i}", [MESSAGE])
+    stream = db_store.iter_conversations(batch_size=2)
+    seen = [next(stream)]
+    db_store.save("c1", [MESSAGE, MESSAGE])  # already read, replaced: comes again later
+    db_store.save("c3", [MESSAGE] * 3)  # not read yet, replaced: comes once, new
+    db_store.delete("c4")  # not read yet, deleted: never comes
+    seen.extend(stream)
+    assert [(c.conversation_id, c.metadata.message_count) for c in seen] == [
+        ("c0", 1),
+        ("c1", 1),
+        ("c2", 1),
+        ("c1", 2),
+        ("c3", 3),
+    ]
+    assert all(len(c.messages) == c.metadata.message_count for c in seen)
+
+
+def test_get_stats_counts_by_sql_without_storage_size(db_store):
+    db_store.save("a", [MESSAGE] * 3)
+    db_store.save("b", [MESSAGE] * 2)
+    past = now_ms() - 60_000
+    meta = ConversationMetadata("x", past, past, message_count=1, ttl=10)
+    db_store.put(Conversation("x", [Message("user", "x")], meta))
+    with CaptureQueriesContext(connections[db_store.database]) as ctx:
+        stats = db_store.get_stats()
+    assert (stats.total_conversations, stats.total_messages, stats.expired_conversations) == (
+        2,
+        5,
+        1,
+    )
+    assert stats.storage_size is None
+    assert len(ctx.captured_queries) == 1
+    assert StoredMessage._meta.db_table not in ctx.captured_queries[0]["sql"]
+
+
+def test_listing_never_reads_messages(db_store):
+    db_store.save("a", [MESSAGE] * 3, owner="o")
+    with CaptureQueriesContext(connections[db_store.database]) as ctx:
+        page = db_store.list_conversations(owner="o", prefix="a")
+        ids = db_store.list()
+    assert page.total == 1 and page.items[0].message_count == 3 and ids == ["a"]
+    assert all(StoredMessage._meta.db_table not in q["sql"] for q in ctx.captured_queries)
+
+
+def test_load_last_reads_only_the_tail(db_store):
+    db_store.save("c", [{"role": "user", "content": str(i)} for i in range(50)])
+    with CaptureQueriesContext(connections[db_store.database]) as ctx:
+        loaded = db_store.load("c", last=3)
+    assert [m.content for m in loaded.messages] == ["47", "48", "49"]
+    assert loaded.metadata.message_count == 50
+    message_query = ctx.captured_queries[-1]["sql"]
+    assert "LIMIT 3" in message_query
+    assert '"position" DESC' in message_query
+
+
+# Statements per operation, BEGIN/COMMIT included (Django logs them), for (SQLite, PostgreSQL).
+# SQLite has no SELECT … FOR UPDATE: a no-op UPDATE takes its write lock instead (+1).
+QUERIES = {
+    "append": (5, 5),
+    "append (creates)": (8, 8),
+    "save (replaces)": (8, 7),
+    "save (creates)": (8, 7),
+    "load": (2, 2),
+    "load(last=N)": (2, 2),
+    "exists": (1, 1),
+    "list": (1, 1),
+    "list_conversations": (2, 2),
+    "get_stats": (1, 1),
+    "get_ttl": (1, 1),
+    "set_ttl": (1, 1),
+    "delete": (6, 5),
+    "put (replaces)": (8, 7),
+    "iter_conversations (one short batch)": (2, 2),
+    "cleanup (nothing expired)": (1, 1),
+}
+
+
+def test_queries_per_operation(db_store):
+    column = 0 if vendor(db_store.database) == "sqlite" else 1
+    many = [MESSAGE] * 100  # one INSERT statement on SQLite too (at most 999 parameters)
+    snapshot = Conversation(
+        "p", [Message("user", "x")], ConversationMetadata("p", 1, now_ms(), message_count=1)
+    )
+    db_store.put(snapshot)
+    operations: dict[str, Callable[[], Any]] = {
+        "append (creates)": lambda: db_store.append("c", [MESSAGE]),
+        "append": lambda: db_store.append("c", [MESSAGE] * 3),
+        "save (creates)": lambda: db_store.save("s", many),
+        "save (replaces)": lambda: db_store.save("s", many),
+        "load": lambda: db_store.load("s"),
+        "load(last=N)": lambda: db_store.load("s", last=20),
+        "exists": lambda: db_store.exists("s"),
+        "list": lambda: db_store.list(),
+        "list_conversations": lambda: db_store.list_conversations(prefix="s"),
+        "get_stats": lambda: db_store.get_stats(),
+        "get_ttl": lambda: db_store.get_ttl("s"),
+        "set_ttl": lambda: db_store.set_ttl("s", 60),
+        "put (replaces)": lambda: db_store.put(snapshot),
+        "iter_conversations (one short batch)": lambda: list(db_store.iter_conversations()),
+        "cleanup (nothing expired)": lambda: db_store.cleanup(),
+        "delete": lambda: db_store.delete("c"),
+    }
+    counted = {}
+    for name, operation in operations.items():
+        with CaptureQueriesContext(connections[db_store.database]) as ctx:
+            operation()
+        counted[name] = len(ctx.captured_queries)
+    assert counted == {name: counts[column] for name, counts in QUERIES.items()}
+
+
+def test_append_costs_the_same_queries_at_any_length(db_store):
+    db_store.append("c", [MESSAGE])
+    statements = []
+    for _ in range(3):
+        with CaptureQueriesContext(connections[db_store.database]) as ctx:
+            db_store.append("c", [MESSAGE] * 100)
+        statements.append([re.sub(r"'[^']*'|\d+", "?", q["sql"]) for q in ctx.captured_queries])
+    assert statements[0] == statements[1] == statements[2]  # nothing grows with the length
+    assert db_store.load("c").metadata.message_count == 301
+
+
+def test_close_gives_the_connection_back_outside_transactions(db_store):
+    db_store.save("c", [MESSAGE])
+    connection = connections[db_store.database]
+    assert connection.connection is not None
+    with transaction.atomic(using=db_store.database):
+        db_store.close()
+        assert connection.connection is not None  # never inside the caller's transaction
+    db_store.close()
+    db_store.close()
+    assert connection.connection is None  # CONN_MAX_AGE = 0: closed, like at request end
+    assert db_store.exists("c") is True  # and reopened on demand
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+@contextmanager
+def extra_database(alias: str, **settings_dict: Any) -> Iterator[None]:
+    """Add a database alias for the duration of a test (Django's defaults filled in)."""
+    filled = connections.configure_settings(
+        {"default": {"ENGINE": "django.db.backends.dummy"}, alias: settings_dict}
+    )[alias]
+    connections.settings[alias] = filled
+    try:
+        yield
+    finally:
+        if alias in [c.alias for c in connections.all(initialized_only=True)]:
+            connections[alias].close()
+            del connections[alias]
+        del connections.settings[alias]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_postgresql_is_backend_unavailable(django_db_blocker):
+    port = free_port()
+    with (
+        extra_database(
+            "gone",
+            ENGINE="django.db.backends.postgresql",
+            NAME="chat",
+            USER="app",
+            PASSWORD="s3cret-pw",
+            HOST="127.0.0.1",
+            PORT=str(port),
+            OPTIONS={"connect_timeout": 2},
+        ),
+        django_db_blocker.unblock(),
+    ):
+        store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": "gone"}}, alias="chat")
+        started = time.monotonic()
+        for operation in (lambda: store.append("c", [MESSAGE]), lambda: store.load("c")):
+            with pytest.raises(BackendUnavailableError) as info:
+                operation()
+            error = info.value
+            message = str(error)
+            assert "'chat'" in message and "'gone'" in message
+            assert f"127.0.0.1:{port}/chat" in message
+            assert "s3cret-pw" not in message and "s3cret-pw" not in repr(error.__cause__)
+            assert (error.backend, error.alias, error.address) == (
+                "database",
+                "chat",
+                f"postgresql 127.0.0.1:{port}/chat",
+            )
+        assert time.monotonic() - started < 5
+
+
+def test_unopenable_sqlite_file_is_backend_unavailable(tmp_path, django_db_blocker):
+    missing = tmp_path / "no-such-dir" / "db.sqlite3"
+    with (
+        extra_database("nofile", ENGINE="django.db.backends.sqlite3", NAME=str(missing)),
+        django_db_blocker.unblock(),
+    ):
+        store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": "nofile"}})
+        with pytest.raises(BackendUnavailableError, match="unable to open database file"):
+            store.exists("c")
+
+
+def test_missing_tables_say_to_migrate(tmp_path: Path, django_db_blocker):
+    with (
+        extra_database("empty", ENGINE="django.db.backends.sqlite3", NAME=str(tmp_path / "e.db")),
+        django_db_blocker.unblock(),
+    ):
+        store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": "empty"}})
+        for operation in (lambda: store.save("c", [MESSAGE]), store.get_stats):
+            with pytest.raises(BackendError, match="migrate") as info:
+                operation()
+            assert not isinstance(info.value, BackendUnavailableError)
+
+
+def test_values_the_database_cannot_hold_are_backend_errors_and_write_nothing(db_store):
+    db_store.save("c", [MESSAGE])
+    with pytest.raises(BackendError) as info:
+        db_store.save("c", [MESSAGE, MESSAGE], ttl=2**62)  # expires_at overflows 64 bits
+    assert not isinstance(info.value, BackendUnavailableError)
+    assert db_store.load("c").metadata.message_count == 1
+    with pytest.raises(BackendError):
+        db_store.append("c", [{**MESSAGE, "timestamp": 2**64}])
+    assert db_store.load("c").metadata.message_count == 1
+
+
+@pytest.mark.django_db(transaction=True, databases=[POSTGRES_ALIAS])
+def test_store_recovers_when_its_connection_is_killed():
+    skip_without_postgres()
+    store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": POSTGRES_ALIAS}})
+    store.save("c", [MESSAGE])
+    connection = connections[POSTGRES_ALIAS]
+    pid = connection.connection.info.backend_pid
+    import psycopg
+
+    settings_dict = connection.settings_dict
+    with psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"],
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"],
+        dbname=settings_dict["NAME"],
+        autocommit=True,
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(BackendUnavailableError):
+        store.load("c")
+    assert [m.content for m in store.load("c").messages] == ["hello"]
+    store.clear()
