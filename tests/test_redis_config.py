@@ -268,3 +268,28 @@ def test_building_a_store_opens_no_connection():
     assert f"127.0.0.1:{port}" in str(info.value)
     assert info.value.backend == "redis" and info.value.alias == "chat"
     assert info.value.address == f"127.0.0.1:{port}"
+
+
+def test_cache_option_brings_a_sentinel_setup(redis_server):
+    """A django-redis cache with SentinelClient: the store finds the primary through Sentinel."""
+    from tests.servers.redis_server import RedisSentinel
+
+    with RedisSentinel(redis_server, name="convstore-primary") as sentinel:
+        caches = {
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            "ha": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://convstore-primary/0",
+                "OPTIONS": {
+                    "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                    "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+                    "SENTINELS": [(sentinel.host, sentinel.port)],
+                },
+            },
+        }
+        with override_settings(CACHES=caches):
+            store = build(OPTIONS={"CACHE": "ha"}, NAMESPACE=uuid.uuid4().hex)
+            store.save("c", [msg("through sentinel")])
+            direct = build(LOCATION=redis_server.url, NAMESPACE=store.namespace)
+            assert [m.content for m in direct.load("c").messages] == ["through sentinel"]
+            assert store.clear() == 1

@@ -179,12 +179,26 @@ def test_other_server_errors_become_backend_errors(server):
         with pytest.raises(BackendError, match=r"OutOfMemoryError: .*maxmemory") as info:
             store.append("c", [msg("b")])
         assert not isinstance(info.value, BackendUnavailableError)
+        # Out of memory, Redis refuses even reads inside MULTI: load falls back to its script.
         assert [m.content for m in store.load("c").messages] == ["a"]
     finally:
         raw.config_set("maxmemory", 0)
     store.append("c", [msg("b")])
     assert store.get_stats().total_messages == 2
     raw.close()
+
+
+def test_malformed_stored_data_is_a_backend_error(make_redis_store, redis_client):
+    store = make_redis_store()
+    store.save("c", [msg("a")])
+    meta, msgs, _ = redis_scripts.conversation_keys(store.base, "c")
+    redis_client.set(msgs, b"{not json")
+    with pytest.raises(BackendError, match="malformed data stored for conversation 'c'"):
+        store.load("c")
+    redis_client.hdel(meta, "created_at")
+    with pytest.raises(BackendError, match="malformed data stored for conversation 'c'"):
+        store.load("c", last=1)
+    assert store.delete("c") is True
 
 
 def _check_whole(loaded: Conversation | None, batch: int) -> None:

@@ -1,13 +1,14 @@
 """A store on Redis (or Valkey), connected through django-redis.
 
-Every write is one Lua script (atomic, one round trip with ``EVALSHA``; redis-py
-reloads a script the server lost and retries once on ``NOSCRIPT``). ``load``
-is one script that returns the metadata and the wanted messages already
-joined into one string, parsed with a single ``json.loads``. ``exists`` and
-``get_ttl`` are one ``HMGET``. Appends push onto a list, so their cost does
-not depend on the conversation's length. Listing, stats and cleanup use
-sorted-set indexes; ``KEYS`` is never used. The key layout is documented in
-:mod:`django_convstore.backends.redis_scripts`.
+Every write is one Lua script: atomic, and one round trip (``EVALSHA``;
+redis-py reloads a script the server lost and retries once on ``NOSCRIPT``).
+A whole ``load`` is one ``MULTI``/``EXEC`` (``HGETALL`` + ``GET``) whose
+messages arrive as one JSON array body, parsed with a single ``json.loads``;
+``load(last=N)`` is a script that reads only the tail. ``exists`` and
+``get_ttl`` are one ``HMGET``. Appends ``APPEND`` to strings, so their cost
+does not depend on the conversation's length. Listing, stats, iteration and
+cleanup work from sorted-set indexes; ``KEYS`` is never used. The key layout
+is documented in :mod:`django_convstore.backends.redis_scripts`.
 
 Time comes from the application (``django_convstore.clock.now_ms``), as on
 every other backend; keys get an absolute ``PEXPIREAT`` at the conversation's
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.conf import settings
 
 from ..clock import now_ms
+from ..exceptions import BackendError
 from ..types import Conversation, ConversationMetadata, Message, Page, StoreStats
 from . import redis_connection as connection
 from . import redis_scripts as scripts
@@ -80,35 +82,49 @@ def _message(item: dict[str, Any]) -> Message:
     return message
 
 
-def _parse_messages(joined: bytes | str) -> builtins.list[Message]:
+def _malformed(conversation_id: str, exc: Exception) -> BackendError:
+    return BackendError(
+        f"redis store: malformed data stored for conversation {conversation_id!r} "
+        f"({type(exc).__name__}: {exc}).",
+        detail=conversation_id,
+    )
+
+
+def _parse_messages(conversation_id: str, joined: bytes | str) -> builtins.list[Message]:
     if not joined:
         return []
-    if isinstance(joined, bytes):
-        items = json.loads(b"[" + joined + b"]")
-    else:
-        items = json.loads("[" + joined + "]")
-    return [_message(item) for item in items]
+    try:
+        if isinstance(joined, bytes):
+            items = json.loads(b"[" + joined + b"]")
+        else:
+            items = json.loads("[" + joined + "]")
+        return [_message(item) for item in items]
+    except (ValueError, TypeError) as exc:
+        raise _malformed(conversation_id, exc) from exc
 
 
 def _parse_metadata(conversation_id: str, flat: Sequence[bytes | str]) -> ConversationMetadata:
     fields: dict[str, str] = {}
     custom: dict[str, Any] = {}
-    for name, value in zip(flat[::2], flat[1::2], strict=True):
-        key = _text(name)
-        if key.startswith("m:"):
-            custom[key[2:]] = json.loads(value)
-        else:
-            fields[key] = _text(value)
-    owner = fields.get("owner")
-    return ConversationMetadata(
-        conversation_id=conversation_id,
-        created_at=int(fields["created_at"]),
-        updated_at=int(fields["updated_at"]),
-        message_count=int(fields.get("message_count", 0)),
-        ttl=int(fields.get("ttl", 0)) or None,
-        owner=owner if owner else None,
-        metadata=custom,
-    )
+    try:
+        for name, value in zip(flat[::2], flat[1::2], strict=True):
+            key = _text(name)
+            if key.startswith("m:"):
+                custom[key[2:]] = json.loads(value)
+            else:
+                fields[key] = _text(value)
+        owner = fields.get("owner")
+        return ConversationMetadata(
+            conversation_id=conversation_id,
+            created_at=int(fields["created_at"]),
+            updated_at=int(fields["updated_at"]),
+            message_count=int(fields.get("message_count", 0)),
+            ttl=int(fields.get("ttl", 0)) or None,
+            owner=owner if owner else None,
+            metadata=custom,
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise _malformed(conversation_id, exc) from exc
 
 
 class RedisStore(BaseStore):
@@ -384,7 +400,7 @@ class RedisStore(BaseStore):
             return None  # the messages expired a moment after the metadata was read
         return Conversation(
             conversation_id=conversation_id,
-            messages=_parse_messages(joined or b""),
+            messages=_parse_messages(conversation_id, joined or b""),
             metadata=metadata,
         )
 
@@ -471,7 +487,7 @@ class RedisStore(BaseStore):
                 if flat:
                     yield Conversation(
                         conversation_id=cid,
-                        messages=_parse_messages(joined),
+                        messages=_parse_messages(cid, joined),
                         metadata=_parse_metadata(cid, flat),
                     )
             if len(reply) < 3 * batch_size:

@@ -18,7 +18,8 @@ server's directory: ``server.unix_socket``, ``server.unix_url``),
 ``appendonly=True`` (AOF with ``appendfsync always``, kept across
 ``stop``/``start`` so a crash can be replayed; default: no persistence at
 all), ``binary=`` (a server executable; default :func:`find_binary`).
-``server.kill()`` sends SIGKILL (a crash). ``server.command("INFO",
+``server.kill()`` sends SIGKILL (a crash). ``RedisSentinel(server)`` starts a
+Sentinel watching ``server`` as ``mymaster``. ``server.command("INFO",
 "commandstats")`` sends one command with a raw socket and returns the decoded
 reply, so callers need no client library.
 
@@ -305,3 +306,31 @@ class RedisServer:
                 fields = dict(item.split("=", 1) for item in rest.split(","))
                 stats[name] = int(fields["calls"])
         return stats
+
+
+class RedisSentinel(RedisServer):
+    """A Sentinel (``redis-server --sentinel``) watching ``master`` under ``name``.
+
+    ``RedisSentinel(master, name="mymaster").start()``; ``.host``/``.port`` as
+    for a server. Its config file lives in its own directory.
+    """
+
+    def __init__(self, master: RedisServer, *, name: str = "mymaster") -> None:
+        super().__init__(binary=master.binary)
+        self.master = master
+        self.name = name
+
+    def _arguments(self) -> list[str]:
+        assert self.binary is not None
+        config = os.path.join(self.workdir, "sentinel.conf")
+        with open(config, "w") as handle:
+            handle.write(
+                f"port {self.port}\n"
+                f"bind {self.host}\n"
+                f"dir {self.workdir}\n"
+                f"logfile {self.log_file}\n"
+                f"sentinel monitor {self.name} {self.master.host} {self.master.port} 1\n"
+            )
+            if self.master.password:
+                handle.write(f"sentinel auth-pass {self.name} {self.master.password}\n")
+        return [self.binary, config, "--sentinel"]
