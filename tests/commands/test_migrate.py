@@ -98,6 +98,29 @@ def test_delete_source_moves_everything_between_backends(
     assert contents(built["src"]) == {}
 
 
+POSTGRES_PAIRS = [
+    ("memory", "database_postgresql"),
+    ("database_postgresql", "memory"),
+    ("redis", "database_postgresql"),
+    ("database_postgresql", "redis"),
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("source_backend", "target_backend"), POSTGRES_PAIRS)
+def test_round_trip_with_postgresql_is_exact(convstores, run, source_backend, target_backend):
+    built = convstores.configure(
+        src=convstores.config(source_backend), dst=convstores.config(target_backend)
+    )
+    expected = fill(built["src"], sample_conversations())
+
+    result = run("convstore_migrate", "src", "dst", "--delete-source", "--no-progress")
+
+    assert result.error is None, result
+    assert contents(built["dst"]) == expected
+    assert contents(built["src"]) == {}
+
+
 @pytest.mark.parametrize("target_backend", HOLDS_EXPIRED)
 @pytest.mark.parametrize("source_backend", HOLDS_EXPIRED)
 def test_include_expired_copies_expired_conversations_exactly(
