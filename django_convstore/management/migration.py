@@ -48,7 +48,7 @@ class MigrationReport:
     #: Why reading the source stopped early, or None when it was read to the end.
     aborted: str | None = None
     #: Ids verified in the target and waiting for deletion from the source, with a digest.
-    pending_deletes: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    pending_deletes: list[tuple[str, bytes]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -56,10 +56,10 @@ class MigrationReport:
         return not self.failed and not self.kept and self.aborted is None
 
 
-def conversation_digest(conversation: Conversation) -> str:
+def conversation_digest(conversation: Conversation) -> bytes:
     """A stable fingerprint of everything ``to_dict()`` shows of a conversation."""
     encoded = json.dumps(conversation.to_dict(), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return hashlib.sha256(encoded.encode()).digest()
 
 
 def estimate_total(source: BaseStore, *, include_expired: bool) -> int | None:
@@ -89,6 +89,7 @@ class Migration:
         dry_run: bool = False,
         on_failure: FailureCallback | None = None,
         on_progress: ProgressCallback | None = None,
+        on_delete_start: Callable[[int], None] | None = None,
     ) -> None:
         self.source = source
         self.target = target
@@ -99,6 +100,7 @@ class Migration:
         self.dry_run = dry_run
         self._on_failure = on_failure or (lambda cid, reason: None)
         self._on_progress = on_progress or (lambda report: None)
+        self._on_delete_start = on_delete_start or (lambda count: None)
         self.report = MigrationReport()
 
     def run(self) -> MigrationReport:
@@ -190,6 +192,8 @@ class Migration:
     def _delete_verified(self) -> None:
         report = self.report
         pending, report.pending_deletes = report.pending_deletes, []
+        if pending:
+            self._on_delete_start(len(pending))
         for cid, digest in pending:
             try:
                 current = self.source.load(cid, include_expired=True)

@@ -213,6 +213,7 @@ def test_delete_source_never_loses_a_conversation_when_the_target_fails(convstor
     assert result.error is not None
     assert "migrated 7/10 conversations, 3 failed" in result.lines
     assert "deleted 7 conversations from 'src'" in result.lines
+    assert "deleting 7 conversations from 'src' (copied and verified)" in result.stderr
     assert "'c03': the copy read back from the target differs from the source; source kept" in (
         result.stderr
     )

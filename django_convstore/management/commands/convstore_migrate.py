@@ -59,9 +59,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        source_alias, target_alias = check_aliases([options["source"]]) + check_aliases(
-            [options["target"]]
-        )
+        source_alias, target_alias = options["source"], options["target"]
+        check_aliases([source_alias, target_alias])
         if same_store(source_alias, target_alias):
             raise CommandError(
                 f"SOURCE and TARGET are the same store ({source_alias!r} and {target_alias!r})."
@@ -95,6 +94,9 @@ class Command(BaseCommand):
             dry_run=dry_run,
             on_failure=report_failure,
             on_progress=lambda r: progress.update(r.seen, r.failed),
+            on_delete_start=lambda count: progress.message(
+                f"deleting {_plural(count)} from {source_alias!r} (copied and verified)"
+            ),
         )
         try:
             report = migration.run()
