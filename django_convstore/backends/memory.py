@@ -182,7 +182,9 @@ class MemoryStore(BaseStore):
             return [c.metadata for c in self._data.values() if not c.metadata.is_expired(now)]
 
     def _list(self) -> builtins.list[str]:
-        items = sorted(self._live_metadata(), key=lambda m: m.updated_at, reverse=True)
+        items = sorted(
+            self._live_metadata(), key=lambda m: (m.updated_at, m.conversation_id), reverse=True
+        )
         return [m.conversation_id for m in items]
 
     def _list_conversations(
