@@ -48,6 +48,9 @@ class StoredConversation(models.Model):
     ttl = models.PositiveBigIntegerField(_("TTL (seconds)"), null=True, blank=True)
     expires_at = models.BigIntegerField(_("expires at (ms)"), null=True, blank=True)
     message_count = models.PositiveIntegerField(_("message count"), default=0)
+    #: The messages are at positions ``first_position`` … ``first_position + message_count - 1``.
+    #: Replacing them starts past the old ones, so a concurrent reader notices.
+    first_position = models.PositiveBigIntegerField(_("first position"), default=0)
     metadata = JSONTextField(_("metadata"), default=dict, blank=True)
 
     class Meta:
@@ -81,7 +84,7 @@ class StoredMessage(models.Model):
         # The unique (conversation, position) index below serves lookups by conversation.
         db_index=False,
     )
-    position = models.PositiveIntegerField(_("position"))
+    position = models.PositiveBigIntegerField(_("position"))
     message_id = models.CharField(_("message id"), max_length=255)
     role = models.CharField(_("role"), max_length=255)
     content = SafeTextField(_("content"))

@@ -37,6 +37,7 @@ from tests.fixtures.database import (
     SQLITE_ALIAS,
     database_params,
     skip_without_postgres,
+    write_before_first_read,
 )
 
 BACKEND = "django_convstore.backends.database.DatabaseStore"
@@ -365,25 +366,38 @@ def test_iter_conversations_reads_one_batch_at_a_time(db_store):
     assert [c.metadata.message_count for c in [first, *rest]] == [1, 2, 3, 4, 5]
 
 
-def test_iter_conversations_is_a_live_scan(db_store):
-    # Like Redis SCAN: a conversation replaced during the stream may come twice, old
-    # version first, so copying the stream with put() ends with the newest version.
+def test_iter_conversations_yields_each_conversation_once_during_writes(db_store):
     for i in range(5):
         db_store.save(f"c{i}", [MESSAGE])
     stream = db_store.iter_conversations(batch_size=2)
-    seen = [next(stream)]
-    db_store.save("c1", [MESSAGE, MESSAGE])  # already read, replaced: comes again later
-    db_store.save("c3", [MESSAGE] * 3)  # not read yet, replaced: comes once, new
-    db_store.delete("c4")  # not read yet, deleted: never comes
+    seen = [next(stream)]  # c0 and c1 (with messages) are read by now
+    db_store.save("c1", [MESSAGE, MESSAGE])  # already read: yielded as it was read
+    db_store.save("c3", [MESSAGE] * 3)  # not read yet: yielded new
+    db_store.delete("c4")  # not read yet: never yielded
     seen.extend(stream)
     assert [(c.conversation_id, c.metadata.message_count) for c in seen] == [
         ("c0", 1),
         ("c1", 1),
         ("c2", 1),
-        ("c1", 2),
         ("c3", 3),
     ]
     assert all(len(c.messages) == c.metadata.message_count for c in seen)
+
+
+def test_iter_conversations_rereads_one_replaced_after_its_batch_was_read(db_store):
+    db_store.save("a", [MESSAGE])
+    db_store.save("b", [{**MESSAGE, "content": "old"}])
+    with write_before_first_read(
+        db_store.database,
+        StoredMessage._meta.db_table,
+        lambda: db_store.save("b", [{**MESSAGE, "content": "new"}] * 2),
+    ) as state:
+        seen = list(db_store.iter_conversations())
+    assert state["done"]
+    assert [(c.conversation_id, [m.content for m in c.messages]) for c in seen] == [
+        ("a", ["hello"]),
+        ("b", ["new", "new"]),
+    ]
 
 
 def test_get_stats_counts_by_sql_without_storage_size(db_store):
@@ -429,7 +443,7 @@ def test_load_last_reads_only_the_tail(db_store):
 QUERIES = {
     "append": (5, 5),
     "append (creates)": (8, 8),
-    "save (replaces)": (8, 7),
+    "save (replaces)": (7, 6),
     "save (creates)": (8, 7),
     "load": (2, 2),
     "load(last=N)": (2, 2),
@@ -440,7 +454,7 @@ QUERIES = {
     "get_ttl": (1, 1),
     "set_ttl": (1, 1),
     "delete": (6, 5),
-    "put (replaces)": (8, 7),
+    "put (replaces)": (7, 6),
     "iter_conversations (one short batch)": (2, 2),
     "cleanup (nothing expired)": (1, 1),
 }

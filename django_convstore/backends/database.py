@@ -2,37 +2,40 @@
 
 One :class:`~django_convstore.models.StoredConversation` row per conversation
 (namespaced by the store's ``NAMESPACE``) and one
-:class:`~django_convstore.models.StoredMessage` row per message, at a 0-based
-``position``. ``OPTIONS["DATABASE"]`` picks the database alias; without it the
-database routers decide (reads through ``db_for_read``, writes through
+:class:`~django_convstore.models.StoredMessage` row per message.
+``OPTIONS["DATABASE"]`` picks the database alias; without it the database
+routers decide (reads through ``db_for_read``, writes through
 ``db_for_write``, ``default`` when no router answers).
 
-Concurrency. Every write transaction starts with a write to the conversation
-row, so it holds the row lock (PostgreSQL, MySQL) or the database write lock
+A conversation's messages sit at positions ``first_position`` …
+``first_position + message_count - 1``. Appending adds positions after them;
+replacing them (``save``, ``put``, an append to an expired conversation)
+deletes them and starts again *past* the old positions.
+
+Writers. Every write transaction begins with a write to the conversation row,
+so it holds the row lock (PostgreSQL, MySQL) or the database write lock
 (SQLite, where ``select_for_update`` does nothing) before it reads anything:
 
-* ``append`` first runs ``UPDATE … SET message_count = message_count + n`` on
-  the live row, reads the new count back and inserts the messages at the
-  positions below it. Two appends can therefore never pick the same
-  positions, and the cost is one UPDATE, one SELECT and one INSERT whatever
-  the conversation's length.
-* ``save``, ``put`` and ``delete`` lock the row with ``select_for_update``
-  (on SQLite: with a no-op UPDATE) before reading it.
+* ``append`` runs ``UPDATE … SET message_count = message_count + n`` on the
+  live row first, reads the new count back and inserts the messages at the
+  positions just claimed: two appends never pick the same positions, and the
+  cost is one UPDATE, one SELECT and one INSERT at any length.
+* ``save``, ``put``, ``delete`` and ``cleanup`` lock the rows with
+  ``select_for_update`` (on SQLite: after a no-op UPDATE) before reading them.
 * Creating a missing conversation inserts its row inside a savepoint; losing
   the race on the unique (namespace, conversation_id) constraint rolls back to
-  the savepoint and retries, finding the winner's row.
+  the savepoint and retries, which finds the winner's row.
 
-Replacing a conversation (``save``, ``put``, or ``append`` to an expired one)
-writes a new row with a new primary key. Reads fetch the row, then its
-messages with ``position < message_count``: appends made in between are
-ignored, and a conversation replaced in between is noticed (too few
-messages) and read again, so a read never mixes two versions.
+Readers (no locks). ``load`` reads the row, then the messages inside its
+position range: messages appended in between lie beyond the range and are
+left out, and messages replaced in between are gone from it, which the count
+shows, so the read starts again. A read never mixes two versions.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -55,14 +58,13 @@ from ..models import StoredConversation, StoredMessage
 from ..types import Conversation, ConversationMetadata, Message, Page, StoreStats
 from .base import BaseStore, remaining_ttl
 
-#: How often a write retries when concurrent writers keep replacing the same conversation.
+#: How often a write retries when concurrent writers keep creating and deleting a conversation.
 MAX_ATTEMPTS = 5
 #: Conversations deleted per transaction by ``clear()`` and ``cleanup()``.
 DELETE_BATCH_SIZE = 500
-#: Message rows per INSERT statement.
+#: Message rows per INSERT statement (SQLite's driver may split further).
 INSERT_BATCH_SIZE = 500
-#: ``iter_conversations`` fetches the messages of at most this many messages' worth of
-#: conversations (and at most ``DELETE_BATCH_SIZE`` conversations) per query.
+#: ``iter_conversations`` fetches about this many messages per query.
 MESSAGE_FETCH_SIZE = 10_000
 
 _META_FIELDS = (
@@ -74,15 +76,22 @@ _META_FIELDS = (
     "owner",
     "metadata",
     "message_count",
+    "first_position",
 )
 _MESSAGE_FIELDS = ("message_id", "role", "content", "timestamp", "metadata")
-# SQLSTATE 42P01 (PostgreSQL) and the SQLite / MySQL wordings of "the table is missing".
+# SQLite's and MySQL's wordings of "the table is missing" (PostgreSQL: SQLSTATE 42P01).
 _MISSING_TABLE_MARKERS = ("no such table", "doesn't exist", "does not exist")
+
+Row = dict[str, Any]
 
 
 def _live(now: int) -> Q:
     """Rows that have not expired at ``now``."""
     return Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+
+
+def _is_live(row: StoredConversation, now: int) -> bool:
+    return row.expires_at is None or row.expires_at > now
 
 
 def _expires_at(updated_at: int, ttl: int | None) -> int | None:
@@ -101,10 +110,6 @@ def _metadata(row: Mapping[str, Any]) -> ConversationMetadata:
     )
 
 
-def _instance_metadata(row: StoredConversation) -> ConversationMetadata:
-    return _metadata({name: getattr(row, name) for name in _META_FIELDS})
-
-
 def _message(values: tuple[Any, ...]) -> Message:
     message_id, role, content, timestamp, metadata = values
     return Message(
@@ -119,11 +124,9 @@ def _is_missing_table(exc: DatabaseError) -> bool:
     return "table" in text and any(marker in text for marker in _MISSING_TABLE_MARKERS)
 
 
-def _message_batches(
-    rows: builtins.list[dict[str, Any]],
-) -> Iterator[builtins.list[dict[str, Any]]]:
-    """Split conversation rows so one message query fetches about MESSAGE_FETCH_SIZE rows."""
-    batch: builtins.list[dict[str, Any]] = []
+def _message_batches(rows: builtins.list[Row]) -> Iterator[builtins.list[Row]]:
+    """Group conversation rows so one query fetches about MESSAGE_FETCH_SIZE messages."""
+    batch: builtins.list[Row] = []
     messages = 0
     for row in rows:
         if batch and (
@@ -142,6 +145,7 @@ class DatabaseStore(BaseStore):
 
     ``OPTIONS["DATABASE"]`` names the database alias; without it the database
     routers choose, falling back to ``default``. ``LOCATION`` is not used.
+    The store joins the caller's transaction when called inside ``atomic()``.
     """
 
     backend_name: ClassVar[str] = "database"
@@ -170,7 +174,7 @@ class DatabaseStore(BaseStore):
         #: The explicit database alias, or None to let the routers decide.
         self.database: str | None = database
 
-    # -- plumbing --------------------------------------------------------------------------
+    # -- where and how ---------------------------------------------------------------------
 
     def _db(self, *, write: bool) -> str:
         if self.database:
@@ -244,37 +248,53 @@ class DatabaseStore(BaseStore):
             f"{MAX_ATTEMPTS} attempts."
         )
 
+    # -- writing ---------------------------------------------------------------------------
+
+    def _take_write_lock(self, db: str, rows: QuerySet[StoredConversation]) -> bool:
+        """Lock ``rows`` for the transaction; True when SELECT … FOR UPDATE must follow.
+
+        SQLite has no row locks: a no-op UPDATE takes the database write lock, so
+        that the reads that follow happen inside the write transaction.
+        """
+        if connections[db].features.has_select_for_update:
+            return True
+        rows.update(message_count=F("message_count"))
+        return False
+
     def _lock(
         self, db: str, conversation_id: str, *, write_locked: bool = False
     ) -> StoredConversation | None:
-        """The conversation's row, locked until the transaction ends (None when missing).
-
-        On databases without ``SELECT … FOR UPDATE`` (SQLite) a no-op UPDATE takes
-        the database write lock first, unless the transaction already holds it.
-        """
+        """The conversation's row, locked until the transaction ends (None when missing)."""
         rows = self._rows(db).filter(conversation_id=conversation_id)
-        if connections[db].features.has_select_for_update:
-            return rows.select_for_update().first()
-        if not write_locked:
-            rows.update(message_count=F("message_count"))
+        if write_locked and not connections[db].features.has_select_for_update:
+            return rows.first()
+        if self._take_write_lock(db, rows):
+            rows = rows.select_for_update()
         return rows.first()
 
-    def _insert_row(
-        self, db: str, fields: dict[str, Any], *, contended: bool
-    ) -> StoredConversation | None:
-        """Insert a conversation row; None when a concurrent writer created it first.
+    def _write_row(
+        self, db: str, conversation_id: str, old: StoredConversation | None, fields: Row
+    ) -> tuple[int, int] | None:
+        """Replace the locked ``old`` row's contents, or insert a new row.
 
-        ``contended`` means no lock guards the id (the row was missing), so the
-        insert runs in a savepoint and a unique-constraint clash is survivable.
+        Returns the row's primary key and the position of its first message, or
+        None when a concurrent writer created the row first (retry).
         """
-        objects = StoredConversation.objects.using(db)
-        if not contended:
-            return objects.create(namespace=self.namespace, **fields)
+        if old is not None:
+            StoredMessage.objects.using(db).filter(conversation_id=old.pk).delete()
+            first_position = old.first_position + old.message_count
+            StoredConversation.objects.using(db).filter(pk=old.pk).update(
+                first_position=first_position, **fields
+            )
+            return old.pk, first_position
         try:
             with transaction.atomic(using=db):
-                return objects.create(namespace=self.namespace, **fields)
+                row = StoredConversation.objects.using(db).create(
+                    namespace=self.namespace, conversation_id=conversation_id, **fields
+                )
         except IntegrityError:
             return None
+        return row.pk, 0
 
     def _insert_messages(
         self, db: str, conversation_pk: int, start: int, messages: builtins.list[Message]
@@ -297,26 +317,44 @@ class DatabaseStore(BaseStore):
             batch_size=INSERT_BATCH_SIZE,
         )
 
-    def _replace(self, db: str, conversation_id: str, build: Any) -> StoredConversation:
-        """Lock, delete and re-create a conversation row; ``build(old_row)`` gives its fields."""
+    def _replace(
+        self,
+        db: str,
+        conversation_id: str,
+        messages: builtins.list[Message],
+        build: Callable[[StoredConversation | None], Row],
+    ) -> Row:
+        """Write a whole conversation; ``build(old_row_or_None)`` gives the row's fields."""
         for _attempt in range(MAX_ATTEMPTS):
             old = self._lock(db, conversation_id)
             fields = build(old)
-            if old is not None:
-                old.delete()
-            row = self._insert_row(db, fields, contended=old is None)
-            if row is not None:
-                return row
+            written = self._write_row(db, conversation_id, old, fields)
+            if written is not None:
+                self._insert_messages(db, written[0], written[1], messages)
+                return fields
         raise self._gave_up(db, conversation_id)
 
-    def _read_messages(
-        self, db: str, conversation_pk: int, count: int, last: int | None
-    ) -> builtins.list[Message] | None:
-        """The first ``count`` messages (or the last ``last`` of them); None if replaced."""
+    def _new_conversation(self, now: int, count: int) -> Row:
+        """The fields of a conversation that ``append`` creates."""
+        return {
+            "created_at": now,
+            "updated_at": now,
+            "ttl": self.default_ttl,
+            "expires_at": _expires_at(now, self.default_ttl),
+            "message_count": count,
+            "owner": None,
+            "metadata": {},
+        }
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read_messages(self, db: str, row: Row, last: int | None) -> builtins.list[Message] | None:
+        """The row's messages (or the last ``last`` of them); None when they were replaced."""
+        count, first = row["message_count"], row["first_position"]
         if count == 0 or last == 0:
             return []
         rows = StoredMessage.objects.using(db).filter(
-            conversation_id=conversation_pk, position__lt=count
+            conversation_id=row["pk"], position__gte=first, position__lt=first + count
         )
         if last is None:
             values = list(rows.order_by("position").values_list(*_MESSAGE_FIELDS))
@@ -328,6 +366,46 @@ class DatabaseStore(BaseStore):
         if len(values) != expected:
             return None
         return [_message(value) for value in values]
+
+    def _read(
+        self, db: str, lookup: Row, *, include_expired: bool, last: int | None
+    ) -> Conversation | None:
+        """One conversation (found by ``lookup``) read consistently, or None."""
+        for _attempt in range(MAX_ATTEMPTS):
+            row = self._rows(db).filter(**lookup).values(*_META_FIELDS).first()
+            if row is None:
+                return None
+            metadata = _metadata(row)
+            if not include_expired and metadata.is_expired():
+                return None
+            messages = self._read_messages(db, row, last)
+            if messages is not None:
+                return Conversation(
+                    conversation_id=metadata.conversation_id, messages=messages, metadata=metadata
+                )
+        raise self._gave_up(db, str(next(iter(lookup.values()))))
+
+    def _messages_of(self, db: str, rows: builtins.list[Row]) -> dict[int, builtins.list[Message]]:
+        """The current messages of several conversations, by primary key, in one query."""
+        ranges = {
+            row["pk"]: (row["first_position"], row["first_position"] + row["message_count"])
+            for row in rows
+            if row["message_count"]
+        }
+        found: dict[int, builtins.list[Message]] = {pk: [] for pk in ranges}
+        if not ranges:
+            return found
+        values = (
+            StoredMessage.objects.using(db)
+            .filter(conversation_id__in=list(ranges))
+            .order_by("conversation_id", "position")
+            .values_list("conversation_id", "position", *_MESSAGE_FIELDS)
+        )
+        for conversation_pk, position, *message in values:
+            start, end = ranges[conversation_pk]
+            if start <= position < end:
+                found[conversation_pk].append(_message(tuple(message)))
+        return found
 
     # -- contract --------------------------------------------------------------------------
 
@@ -343,10 +421,8 @@ class DatabaseStore(BaseStore):
         now = now_ms()
         db = self._db(write=True)
 
-        def build(old: StoredConversation | None) -> dict[str, Any]:
-            live = old is not None and (old.expires_at is None or old.expires_at > now)
-            fields: dict[str, Any] = {
-                "conversation_id": conversation_id,
+        def build(old: StoredConversation | None) -> Row:
+            fields: Row = {
                 "created_at": now,
                 "updated_at": now,
                 "ttl": ttl,
@@ -355,7 +431,7 @@ class DatabaseStore(BaseStore):
                 "owner": owner,
                 "metadata": dict(metadata or {}),
             }
-            if live and old is not None:
+            if old is not None and _is_live(old, now):
                 fields["created_at"] = old.created_at
                 fields["metadata"] = {**(old.metadata or {}), **(metadata or {})}
                 if owner is None:
@@ -363,12 +439,11 @@ class DatabaseStore(BaseStore):
             return fields
 
         with self._errors(db), transaction.atomic(using=db):
-            row = self._replace(db, conversation_id, build)
-            self._insert_messages(db, row.pk, 0, messages)
+            fields = self._replace(db, conversation_id, messages, build)
         return Conversation(
             conversation_id=conversation_id,
             messages=messages,
-            metadata=_instance_metadata(row),
+            metadata=_metadata({"conversation_id": conversation_id, **fields}),
         )
 
     def _load(
@@ -376,24 +451,12 @@ class DatabaseStore(BaseStore):
     ) -> Conversation | None:
         db = self._db(write=False)
         with self._errors(db):
-            for _attempt in range(MAX_ATTEMPTS):
-                row = (
-                    self._rows(db)
-                    .filter(conversation_id=conversation_id)
-                    .values(*_META_FIELDS)
-                    .first()
-                )
-                if row is None:
-                    return None
-                metadata = _metadata(row)
-                if not include_expired and metadata.is_expired():
-                    return None
-                messages = self._read_messages(db, row["pk"], metadata.message_count, last)
-                if messages is not None:
-                    return Conversation(
-                        conversation_id=conversation_id, messages=messages, metadata=metadata
-                    )
-        raise self._gave_up(db, conversation_id)
+            return self._read(
+                db,
+                {"conversation_id": conversation_id},
+                include_expired=include_expired,
+                last=last,
+            )
 
     def _append(
         self, conversation_id: str, messages: builtins.list[Message], *, update_timestamp: bool
@@ -401,7 +464,7 @@ class DatabaseStore(BaseStore):
         now = now_ms()
         db = self._db(write=True)
         added = len(messages)
-        bump: dict[str, Any] = {"message_count": F("message_count") + added}
+        bump: Row = {"message_count": F("message_count") + added}
         if update_timestamp:
             bump["updated_at"] = now
             bump["expires_at"] = ExpressionWrapper(
@@ -412,35 +475,19 @@ class DatabaseStore(BaseStore):
             for _attempt in range(MAX_ATTEMPTS):
                 # The UPDATE comes first: it takes the row lock (the write lock on SQLite).
                 if rows.filter(_live(now)).update(**bump):
-                    values = rows.values(*_META_FIELDS).get()
-                    conversation_pk, metadata = values["pk"], _metadata(values)
-                    break
+                    row = rows.values(*_META_FIELDS).get()
+                    start = row["first_position"] + row["message_count"] - added
+                    self._insert_messages(db, row["pk"], start, messages)
+                    return _metadata(row)
                 old = self._lock(db, conversation_id, write_locked=True)
-                if old is not None and (old.expires_at is None or old.expires_at > now):
+                if old is not None and _is_live(old, now):
                     continue  # a concurrent writer made it live meanwhile: bump it
-                if old is not None:
-                    old.delete()  # expired: start a new conversation in its place
-                row = self._insert_row(
-                    db,
-                    {
-                        "conversation_id": conversation_id,
-                        "created_at": now,
-                        "updated_at": now,
-                        "ttl": self.default_ttl,
-                        "expires_at": _expires_at(now, self.default_ttl),
-                        "message_count": added,
-                        "owner": None,
-                        "metadata": {},
-                    },
-                    contended=old is None,
-                )
-                if row is not None:
-                    conversation_pk, metadata = row.pk, _instance_metadata(row)
-                    break
-            else:
-                raise self._gave_up(db, conversation_id)
-            self._insert_messages(db, conversation_pk, metadata.message_count - added, messages)
-        return metadata
+                fields = self._new_conversation(now, added)  # missing or expired: start anew
+                written = self._write_row(db, conversation_id, old, fields)
+                if written is not None:
+                    self._insert_messages(db, written[0], written[1], messages)
+                    return _metadata({"conversation_id": conversation_id, **fields})
+            raise self._gave_up(db, conversation_id)
 
     def _delete(self, conversation_id: str) -> bool:
         db = self._db(write=True)
@@ -452,7 +499,11 @@ class DatabaseStore(BaseStore):
             return True
 
     def _delete_in_batches(self, db: str, rows: QuerySet[StoredConversation]) -> int:
-        """Delete ``rows`` (and their messages) DELETE_BATCH_SIZE conversations at a time."""
+        """Delete ``rows`` and their messages, DELETE_BATCH_SIZE conversations per transaction.
+
+        Each batch is locked and its condition checked again under the lock, so a
+        conversation revived meanwhile (an append to an expired one) is kept.
+        """
         deleted = 0
         label = StoredConversation._meta.label
         with self._errors(db):
@@ -460,10 +511,16 @@ class DatabaseStore(BaseStore):
                 pks = list(rows.order_by().values_list("pk", flat=True)[:DELETE_BATCH_SIZE])
                 if not pks:
                     return deleted
-                # Each batch is one transaction (the collector's), whose first statement
-                # is a DELETE, so SQLite takes its write lock before anything else.
-                _total, per_model = rows.filter(pk__in=pks).only("pk").delete()
-                deleted += per_model.get(label, 0)
+                with transaction.atomic(using=db):
+                    batch = rows.filter(pk__in=pks)
+                    if self._take_write_lock(db, batch):
+                        batch = batch.select_for_update()
+                    locked = list(batch.values_list("pk", flat=True))
+                    if locked:
+                        _total, per_model = (
+                            StoredConversation.objects.using(db).filter(pk__in=locked).delete()
+                        )
+                        deleted += per_model.get(label, 0)
 
     def _clear(self) -> int:
         db = self._db(write=True)
@@ -473,14 +530,12 @@ class DatabaseStore(BaseStore):
         db = self._db(write=True)
         return self._delete_in_batches(db, self._rows(db).filter(expires_at__lte=now_ms()))
 
-    def _live_rows(self, db: str) -> QuerySet[StoredConversation]:
-        return self._rows(db).filter(_live(now_ms()))
-
     def _list(self) -> builtins.list[str]:
         db = self._db(write=False)
         with self._errors(db):
             return list(
-                self._live_rows(db)
+                self._rows(db)
+                .filter(_live(now_ms()))
                 .order_by("-updated_at", "-conversation_id")
                 .values_list("conversation_id", flat=True)
             )
@@ -489,12 +544,12 @@ class DatabaseStore(BaseStore):
         self, *, owner: str | None, prefix: str | None, limit: int, offset: int
     ) -> Page:
         db = self._db(write=False)
-        rows = self._live_rows(db)
+        rows = self._rows(db).filter(_live(now_ms()))
         if owner is not None:
             rows = rows.filter(owner=owner)
         if prefix:
-            # LIKE is case-insensitive on SQLite (and MySQL); the exact comparison of the
-            # leading characters keeps the prefix filter case-sensitive everywhere.
+            # LIKE ignores case on SQLite (and MySQL); comparing the leading characters
+            # exactly keeps the prefix filter case-sensitive everywhere.
             rows = rows.alias(id_head=Left("conversation_id", len(prefix))).filter(
                 conversation_id__startswith=prefix, id_head=prefix
             )
@@ -521,57 +576,41 @@ class DatabaseStore(BaseStore):
             if not batch:
                 return
             last_pk = batch[-1]["pk"]
-            skipped = yield from self._with_messages(db, batch)
-            if len(batch) < batch_size and not skipped:
-                return  # a short batch was the last one, unless a replacement is still ahead
+            yield from self._with_messages(db, batch, include_expired)
+            if len(batch) < batch_size:
+                return
 
     def _with_messages(
-        self, db: str, batch: builtins.list[dict[str, Any]]
-    ) -> Generator[Conversation, None, int]:
-        """Yield the conversations of ``batch`` with their messages; return how many were skipped.
+        self, db: str, batch: builtins.list[Row], include_expired: bool
+    ) -> Iterator[Conversation]:
+        """The conversations of ``batch`` with their messages.
 
-        A conversation deleted or replaced since ``batch`` was read is skipped: a
-        replacement has a higher primary key, so the stream reaches it later.
+        One that changed since ``batch`` was read is read again on its own (and
+        skipped if it is gone by then).
         """
-        skipped = 0
         for group in _message_batches(batch):
             with self._errors(db):
                 messages = self._messages_of(db, group)
             for row in group:
                 found = messages.get(row["pk"], [])
-                if len(found) != row["message_count"]:
-                    skipped += 1
+                if len(found) == row["message_count"]:
+                    yield Conversation(
+                        conversation_id=row["conversation_id"],
+                        messages=found,
+                        metadata=_metadata(row),
+                    )
                     continue
-                yield Conversation(
-                    conversation_id=row["conversation_id"],
-                    messages=found,
-                    metadata=_metadata(row),
-                )
-        return skipped
-
-    def _messages_of(
-        self, db: str, rows: builtins.list[dict[str, Any]]
-    ) -> dict[int, builtins.list[Message]]:
-        counts = {row["pk"]: row["message_count"] for row in rows if row["message_count"]}
-        found: dict[int, builtins.list[Message]] = {pk: [] for pk in counts}
-        if not counts:
-            return found
-        values = (
-            StoredMessage.objects.using(db)
-            .filter(conversation_id__in=list(counts))
-            .order_by("conversation_id", "position")
-            .values_list("conversation_id", "position", *_MESSAGE_FIELDS)
-        )
-        for conversation_pk, position, *message in values:
-            if position < counts[conversation_pk]:
-                found[conversation_pk].append(_message(tuple(message)))
-        return found
+                with self._errors(db):
+                    again = self._read(
+                        db, {"pk": row["pk"]}, include_expired=include_expired, last=None
+                    )
+                if again is not None:
+                    yield again
 
     def _put(self, conversation: Conversation) -> None:
         db = self._db(write=True)
         meta = conversation.metadata
-        fields = {
-            "conversation_id": conversation.conversation_id,
+        fields: Row = {
             "created_at": meta.created_at,
             "updated_at": meta.updated_at,
             "ttl": meta.ttl,
@@ -581,13 +620,14 @@ class DatabaseStore(BaseStore):
             "metadata": meta.metadata,
         }
         with self._errors(db), transaction.atomic(using=db):
-            row = self._replace(db, conversation.conversation_id, lambda old: fields)
-            self._insert_messages(db, row.pk, 0, conversation.messages)
+            self._replace(
+                db, conversation.conversation_id, conversation.messages, lambda _old: fields
+            )
 
     def _exists(self, conversation_id: str) -> bool:
         db = self._db(write=False)
         with self._errors(db):
-            return self._live_rows(db).filter(conversation_id=conversation_id).exists()
+            return self._rows(db).filter(_live(now_ms()), conversation_id=conversation_id).exists()
 
     def _get_stats(self) -> StoreStats:
         db = self._db(write=False)
