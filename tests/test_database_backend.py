@@ -457,6 +457,7 @@ QUERIES = {
     "put (replaces)": (7, 6),
     "iter_conversations (one short batch)": (2, 2),
     "cleanup (nothing expired)": (1, 1),
+    "clear (one batch)": (9, 8),
 }
 
 
@@ -484,6 +485,7 @@ def test_queries_per_operation(db_store):
         "iter_conversations (one short batch)": lambda: list(db_store.iter_conversations()),
         "cleanup (nothing expired)": lambda: db_store.cleanup(),
         "delete": lambda: db_store.delete("c"),
+        "clear (one batch)": lambda: db_store.clear(),
     }
     counted = {}
     for name, operation in operations.items():
