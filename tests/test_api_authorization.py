@@ -1,4 +1,4 @@
-"""Who sees what: every endpoint for anonymous,, owner, another user, staff.
+"""Who sees what: every endpoint, as anonymous, owner, another user and staff.
 
 A non-staff user who is not the owner gets exactly the answer a missing
 conversation gets (404, same body) and changes nothing; anonymous requests
