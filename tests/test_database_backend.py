@@ -7,6 +7,8 @@ on PostgreSQL (see ``tests/fixtures/database.py``).
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -133,6 +135,25 @@ def test_building_a_store_opens_no_connection():
     # No django_db marker: any connection attempt would fail this test.
     store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": SQLITE_ALIAS}})
     assert repr(store).startswith("<DatabaseStore")
+
+
+def test_without_the_app_installed_the_backend_says_what_to_do():
+    script = """
+import django
+from django.conf import settings
+settings.configure(INSTALLED_APPS=[], DATABASES={})
+django.setup()
+from django_convstore.handler import create_store
+try:
+    create_store({"BACKEND": "django_convstore.backends.database.DatabaseStore"})
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.startswith("ImproperlyConfigured")
+    assert "add 'django_convstore' to INSTALLED_APPS" in result.stdout
 
 
 def test_migrations_are_up_to_date(django_db_blocker):

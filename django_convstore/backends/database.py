@@ -54,15 +54,22 @@ from django.db.models.functions import Left
 
 from ..clock import now_ms
 from ..exceptions import BackendError, BackendUnavailableError
-from ..models import StoredConversation, StoredMessage
 from ..types import Conversation, ConversationMetadata, Message, Page, StoreStats
 from .base import BaseStore, remaining_ttl
+
+try:
+    from ..models import StoredConversation, StoredMessage
+except RuntimeError as exc:  # Django refuses models of an app that is not installed
+    raise ImportError(
+        "the database backend keeps conversations in the models of django_convstore: "
+        "add 'django_convstore' to INSTALLED_APPS and run manage.py migrate"
+    ) from exc
 
 #: How often a write retries when concurrent writers keep creating and deleting a conversation.
 MAX_ATTEMPTS = 5
 #: Conversations deleted per transaction by ``clear()`` and ``cleanup()``.
 DELETE_BATCH_SIZE = 500
-#: Message rows per INSERT statement (SQLite's driver may split further).
+#: Message rows per INSERT statement (Django splits further on SQLite: 999 parameters).
 INSERT_BATCH_SIZE = 500
 #: ``iter_conversations`` fetches about this many messages per query.
 MESSAGE_FETCH_SIZE = 10_000
