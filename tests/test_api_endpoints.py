@@ -7,9 +7,11 @@ from urllib.parse import quote
 
 import pytest
 from django.test import override_settings
-from rest_framework.test import APIClient
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
 
 from django_convstore import stores
+from django_convstore.api.pagination import MessagePagination
 from django_convstore.backends.base import BaseStore
 from django_convstore.clock import now_ms
 from django_convstore.types import Conversation, ConversationMetadata, Message
@@ -580,3 +582,15 @@ def test_head_answers_like_get_without_a_body(
     assert owner_client.head(url("missing", sub)).status_code == 404
     stored = api_store.load("c")
     assert stored is not None and len(stored.messages) == 2
+
+
+def test_message_window_survives_appends_after_the_count_was_read(api_store: BaseStore) -> None:
+    # The view reads message_count, then the window; appends in between shift the tail.
+    api_store.save("c", msgs(10))
+    request = Request(APIRequestFactory().get(url("c", "messages"), {"offset": 2, "limit": 3}))
+    paginator = MessagePagination()
+
+    window = paginator.paginate_messages(api_store, request, "c", message_count=8)
+
+    assert [m.id for m in window] == ["m2", "m3", "m4"]
+    assert paginator.count == 10
