@@ -22,11 +22,24 @@ from .exceptions import InvalidInputError
 from .types import Conversation, ConversationMetadata, Message
 
 MAX_ID_LENGTH = 255
+#: Largest timestamp (ms): 2**53 - 1 stays exact in JSON doubles, Lua numbers and JavaScript.
+MAX_TIMESTAMP = 2**53 - 1
+#: Largest TTL in seconds (about 68 years), so expiry arithmetic never overflows.
+MAX_TTL = 2**31 - 1
 MESSAGE_FIELDS = frozenset({"id", "role", "content", "timestamp", "metadata"})
 
 
 def _has_control_characters(value: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in value)
+
+
+def _is_encodable(value: str) -> bool:
+    """False for strings with lone surrogates, which no backend can store as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_identifier(value: Any, field: str = "conversation_id") -> str:
@@ -39,6 +52,8 @@ def validate_identifier(value: Any, field: str = "conversation_id") -> str:
         raise InvalidInputError(field, f"must be at most {MAX_ID_LENGTH} characters.")
     if _has_control_characters(value):
         raise InvalidInputError(field, "must not contain control characters.")
+    if not _is_encodable(value):
+        raise InvalidInputError(field, "must be valid Unicode (no lone surrogates).")
     return value
 
 
@@ -66,9 +81,11 @@ def validate_metadata(value: Any, field: str = "metadata") -> dict[str, Any]:
         raise InvalidInputError(field, f"must be a dict, not {type(value).__name__}.")
     _check_json_keys(dict(value), field)
     try:
-        encoded = json.dumps(dict(value), allow_nan=False)
+        encoded = json.dumps(dict(value), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(field, f"must be JSON-serialisable: {exc}.") from exc
+    if not _is_encodable(encoded):
+        raise InvalidInputError(field, "must be valid Unicode (no lone surrogates).")
     result: dict[str, Any] = json.loads(encoded)
     return result
 
@@ -83,6 +100,8 @@ def validate_timestamp(value: Any, field: str = "timestamp") -> int:
         raise InvalidInputError(field, "must be an integer (ms since the epoch) or a datetime.")
     if value < 0:
         raise InvalidInputError(field, "must not be negative.")
+    if value > MAX_TIMESTAMP:
+        raise InvalidInputError(field, f"must be at most {MAX_TIMESTAMP} (ms since the epoch).")
     return value
 
 
@@ -94,6 +113,8 @@ def validate_ttl(value: Any, field: str = "ttl") -> int | None:
         raise InvalidInputError(field, "must be an integer number of seconds or null.")
     if value < 0:
         raise InvalidInputError(field, "must not be negative (use 0 for no expiry).")
+    if value > MAX_TTL:
+        raise InvalidInputError(field, f"must be at most {MAX_TTL} seconds.")
     return value or None
 
 
@@ -123,6 +144,8 @@ def validate_message(value: Any, field: str = "message") -> Message:
     content = data.get("content")
     if not isinstance(content, str):
         raise InvalidInputError(f"{field}.content", "must be a string.")
+    if not _is_encodable(content):
+        raise InvalidInputError(f"{field}.content", "must be valid Unicode (no lone surrogates).")
     message_id = data.get("id")
     message = Message(
         role=role,
@@ -159,14 +182,10 @@ def validate_positive_int(value: Any, field: str, *, minimum: int = 1) -> int:
 
 
 def validate_prefix(value: Any, field: str = "prefix") -> str | None:
-    """``None`` or a string of at most 255 characters (may be empty)."""
+    """``None`` or an id prefix (the empty string means no filter)."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise InvalidInputError(field, "must be a string.")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidInputError(field, f"must be at most {MAX_ID_LENGTH} characters.")
-    return value
+    return validate_identifier(value, field)
 
 
 def validate_conversation(value: Any, field: str = "conversation") -> Conversation:

@@ -148,3 +148,32 @@ def test_bad_last_argument(store):
 def test_error_names_field_in_message(store):
     with pytest.raises(InvalidInputError, match=r"messages\.0\.role: must be one of"):
         store.save("c", [{"role": "robot", "content": "x"}])
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda s: s.save("c", [msg("bad \ud800 surrogate")]), "messages.0.content"),
+        (lambda s: s.save("c\udfff", [msg("x")]), "conversation_id"),
+        (lambda s: s.save("c", [msg("x", metadata={"k": "\ud800"})]), "messages.0.metadata"),
+        (lambda s: s.save("c", [msg("x")], metadata={"\udc00": 1}), "metadata"),
+        (lambda s: s.save("c", [msg("x", timestamp=2**53)]), "messages.0.timestamp"),
+        (lambda s: s.save("c", [msg("x")], ttl=2**31), "ttl"),
+        (lambda s: s.set_ttl("keep", 2**40), "ttl"),
+        (lambda s: s.list_conversations(prefix="a\x00"), "prefix"),
+        (lambda s: s.list_conversations(prefix="p" * 256), "prefix"),
+    ],
+)
+def test_values_no_backend_can_hold_are_rejected(seeded, call, field):
+    store, snapshot = seeded
+    with pytest.raises(InvalidInputError) as info:
+        call(store)
+    assert info.value.field == field
+    _unchanged(store, snapshot)
+
+
+def test_largest_allowed_values_round_trip(store):
+    store.save("big", [msg("x", timestamp=2**53 - 1)], ttl=2**31 - 1)
+    loaded = store.load("big")
+    assert loaded.messages[0].timestamp == 2**53 - 1
+    assert loaded.metadata.ttl == 2**31 - 1
