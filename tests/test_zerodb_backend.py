@@ -372,13 +372,14 @@ def test_same_message_id_appended_twice_is_two_messages(make):
     assert [m.content for m in store.load("c").messages] == ["1", "2"]
 
 
-def test_leftover_duplicate_header_is_merged_without_losing_messages(server, make, monkeypatch):
+def test_a_leftover_duplicate_header_hides_and_loses_nothing(server, make, monkeypatch):
     monkeypatch.setattr(zerodb, "SETTLE_SECONDS", 0.05)
     store = make()
     store.append("c", msgs("a"))
     mine = store._cache.get("c")
     assert mine is not None
-    # What a creator that crashed between inserting its header and checking for rivals leaves.
+    # What a creator that crashed between inserting its header and checking for rivals
+    # leaves: a second live header (here with the lower creation key, so it is the primary).
     rival_at = mine.base + 5
     segment = Segment(
         store.namespace,
@@ -388,22 +389,33 @@ def test_leftover_duplicate_header_is_merged_without_losing_messages(server, mak
         [Message(role="user", content="rival", id="r")],
     )
     server.insert_row("conversations_messages", segment.to_data())
-    leftover = mine.evolve(base=rival_at, last=rival_at, message_count=1, hkey="~late")
+    leftover = mine.evolve(base=rival_at, last=rival_at, message_count=1, hkey="0-early")
     server.insert_row("conversations", leftover.to_data())
+
+    def live_headers() -> list[dict[str, Any]]:
+        return [
+            r["row_data"]
+            for r in server.rows("conversations")
+            if r["row_data"]["namespace"] == store.namespace and r["row_data"]["state"] == "live"
+        ]
+
     assert store.exists("c")
     assert [m.content for m in store.load("c").messages] == ["a", "rival"]
     assert store.list_conversations().items[0].message_count == 2
-    # A writer that reads the headers (here: one that has not cached them) merges them.
+    # A writer that reads the headers waits a moment, then updates the primary.
     store._cache.drop("c")
     meta = store.append("c", msgs("b"))
     assert meta.message_count == 3
-    headers = [
-        r for r in server.rows("conversations") if r["row_data"]["namespace"] == store.namespace
-    ]
-    assert len(headers) == 1
-    loaded = store.load("c")
-    assert loaded is not None and [m.content for m in loaded.messages] == ["a", "rival", "b"]
+    assert [h["message_count"] for h in live_headers()] == [1, 2]
+    assert [m.content for m in store.load("c").messages] == ["a", "rival", "b"]
     assert store.list_conversations().items[0].message_count == 3
+    assert store.set_ttl("c", 100) and store.get_ttl("c") in (99, 100)
+    # save replaces everything and retires the other header.
+    store.save("c", msgs("new"))
+    assert len(live_headers()) == 1
+    loaded = store.load("c")
+    assert loaded is not None and [m.content for m in loaded.messages] == ["new"]
+    assert store.list_conversations().items[0].message_count == 1
 
 
 def test_malformed_rows_raise_backend_error(server, make):
@@ -483,3 +495,23 @@ def test_wrong_base_url_path_names_the_option(make, server):
     store = make(OPTIONS={"BASE_URL": server.root_url + "/api/v9"})
     with pytest.raises(BackendError, match=r"OPTIONS'\]\['BASE_URL'\]"):
         store.save("c", msgs("a"))
+
+
+def test_an_update_whose_reply_was_lost_is_recognised_after_later_updates(server, make):
+    store = make()
+    store.save("c", msgs("a"))
+    old = store._cache.get("c")
+    assert old is not None
+    mine = old.evolve(message_count=5)
+    later = mine.evolve(message_count=6)
+    # As if "mine" landed (reply lost) and another writer then updated the header again.
+    row = next(
+        r for r in server.rows("conversations") if r["row_data"]["namespace"] == store.namespace
+    )
+    with server.app.lock:
+        server.app.tables["conversations"].rows[row["row_id"]]["row_data"] = later.to_data()
+    done, _ = store._cas(old, mine)
+    assert done
+    stranger = old.evolve(message_count=9)
+    done, headers = store._cas(old, stranger)
+    assert not done and headers[0].message_count == 6

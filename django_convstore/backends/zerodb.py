@@ -21,11 +21,13 @@ compare-and-set. The protocol built on that:
   one writer's positions never go down, so its messages keep their order.
 * **Creation** (append, save or put of a missing conversation) inserts the
   message row, inserts a header, and queries the headers again. Alone, it
-  stays. If other creators raced it, it deletes its own header only if
-  nobody adopted it yet (a delete conditional on its ``rev``) and retries as
-  if the conversation existed; since every creator that sees a rival
-  withdraws, and a header that was ever alone is never withdrawn, exactly one
-  header survives. Meanwhile readers see the union of the rows.
+  stays. If other creators raced it, it withdraws its header (a
+  compare-and-set to ``withdrawn``, then a delete) unless somebody already
+  updated it, and carries on as if the conversation existed. A header that
+  was ever alone is never withdrawn, so one header survives. While several
+  live headers exist, writers wait a moment for that, then all update the
+  same one (the lowest creation key) and readers see their union, so nothing
+  is hidden or lost even if a creator crashed in that moment.
 * **Save/put** write their messages as a new row at a position above every
   row of the conversation, compare-and-set the header to start there
   (``base``), then bulk-delete the rows below it. Readers switch at the
@@ -50,13 +52,14 @@ it), one more otherwise; creating a conversation costs 4.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import random
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -66,13 +69,17 @@ from ..types import Conversation, ConversationMetadata, Message, Page, StoreStat
 from .base import BaseStore, remaining_ttl
 from .zerodb_client import DEFAULT_BASE_URL, Row, ZeroDBClient
 from .zerodb_rows import (
+    DEAD_STATES,
+    LIVE,
+    REPLACED,
+    WITHDRAWN,
     Header,
     KeyMaker,
     Segment,
     content_bytes,
-    merged,
     new_rev,
     ordered_messages,
+    resolve,
 )
 
 DEFAULT_TABLE_NAME = "conversations"
@@ -83,8 +90,8 @@ DEFAULT_BACKOFF_MAX = 30.0
 TABLE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,54}$")
 #: How many times one operation re-reads a header that others keep changing.
 MAX_ROUNDS = 200
-#: How long a writer waits for racing creators to settle before it merges their headers.
-SETTLE_SECONDS = 3.0
+#: How long a writer waits for racing creators to leave one live header.
+SETTLE_SECONDS = 2.0
 HEADER_CACHE_SIZE = 4096
 
 HEADER_SCHEMA = {
@@ -294,11 +301,13 @@ class ZeroDBStore(BaseStore):
             raise self.client.malformed(f"message row {row.row_id}", str(exc)) from exc
 
     def _read_headers(self, conversation_id: str) -> list[Header]:
+        """Every header row of the conversation (any state), fresh from the service."""
         rows = self.client.query_all(self.table_name, self._scope(conversation_id))
         headers = [self._header(row) for row in rows]
-        if len(headers) == 1:
-            self._cache.put(headers[0])
-        elif not headers:
+        live = [h for h in headers if h.state == LIVE]
+        if len(live) == 1:
+            self._cache.put(live[0])
+        else:
             self._cache.drop(conversation_id)
         return headers
 
@@ -309,14 +318,14 @@ class ZeroDBStore(BaseStore):
             return [cached], True
         return self._read_headers(conversation_id), False
 
-    def _group(self, rows: list[Row]) -> dict[str, Header]:
+    def _views(self, rows: list[Row], now: int) -> dict[str, Header]:
         grouped: dict[str, list[Header]] = {}
         for row in rows:
             header = self._header(row)
             grouped.setdefault(header.conversation_id, []).append(header)
         views: dict[str, Header] = {}
         for conversation_id, headers in grouped.items():
-            view = merged(headers)
+            view, _ = resolve(headers, now)
             if view is not None:
                 views[conversation_id] = view
         return views
@@ -363,81 +372,60 @@ class ZeroDBStore(BaseStore):
             self._scope(old.conversation_id, rev=old.rev),
             {"$set": new.to_data()},
         )
-        if matched:
-            self._cache.put(new)
-            return True, []
-        headers = self._read_headers(old.conversation_id)
-        if any(h.rev == new.rev for h in headers):
+        if not matched:
+            headers = self._read_headers(old.conversation_id)
+            if not any(h.row_id == old.row_id and h.saw(new.rev) for h in headers):
+                return False, headers
             # An earlier attempt of this very update landed (its reply was lost).
-            return True, []
-        return False, headers
+        if new.state == LIVE:
+            self._cache.put(new)
+        else:
+            self._cache.drop(new.conversation_id)
+        return True, []
+
+    def _retire(self, header: Header, state: str) -> bool:
+        """Mark a header row dead (compare-and-set) and delete it; False when it had changed."""
+        done, _ = self._cas(header, header.evolve(state=state))
+        if done:
+            self.client.delete_row(self.table_name, header.row_id)
+        return done
 
     def _create(self, header: Header) -> tuple[bool, list[Header]]:
-        """Insert ``header`` for a missing conversation; (True, []) when it alone survives."""
+        """Insert ``header`` for a missing conversation; (True, []) when the creation stands.
+
+        It stands when no rival live header shows up, and also when somebody
+        changed it before it could be withdrawn (they adopted it, or a save
+        replaced it, or a delete removed the conversation: all of which
+        happened after this creation). Otherwise: (False, the fresh headers).
+        """
         cid = header.conversation_id
         row = self.client.insert(
             self.table_name,
             header.to_data(),
-            recheck=lambda: self._find(self.table_name, self._scope(cid, rev=header.rev)),
+            recheck=lambda: self._find(self.table_name, self._scope(cid, hkey=header.hkey)),
         )
         header.row_id = row.row_id
         headers = self._read_headers(cid)
-        if all(h.row_id == header.row_id for h in headers):
+        if all(h.row_id == header.row_id or h.state != LIVE for h in headers):
+            self._cache.put(header)
             return True, []
-        # Rivals: withdraw, unless someone already adopted this header (its rev moved on);
-        # an adopted header stands, and the rivals withdraw instead.
-        self.client.bulk_delete(self.table_name, self._scope(cid, rev=header.rev))
-        headers = self._read_headers(cid)
-        if any(h.row_id == header.row_id for h in headers):
+        if not self._retire(header, WITHDRAWN):
             return True, []
-        return False, headers
+        return False, self._read_headers(cid)
 
     def _settle(self, conversation_id: str, headers: list[Header], round_: int) -> list[Header]:
-        """Wait for racing creators to leave one header; merge leftovers of a crash."""
+        """Give racing creators a moment to leave a single live header."""
         deadline = time.monotonic() + SETTLE_SECONDS
-        while len(headers) > 1:
-            if time.monotonic() > deadline:
-                return self._merge_leftovers(conversation_id, headers)
+        while sum(h.state == LIVE for h in headers) > 1 and time.monotonic() < deadline:
             time.sleep(_jitter(round_))
             round_ += 1
             headers = self._read_headers(conversation_id)
         return headers
 
-    def _merge_leftovers(self, conversation_id: str, headers: list[Header]) -> list[Header]:
-        """Fold duplicate headers that nobody resolves into the oldest one."""
-        keeper = min(headers, key=lambda h: (h.hkey, h.row_id))
-        removed = []
-        for header in headers:
-            if header.row_id != keeper.row_id:
-                self.client.bulk_delete(
-                    self.table_name, self._scope(conversation_id, rev=header.rev)
-                )
-                removed.append(header)
-        fresh = self._read_headers(conversation_id)
-        gone = [h for h in removed if all(f.row_id != h.row_id for f in fresh)]
-        for _ in range(MAX_ROUNDS):
-            current = next((h for h in fresh if h.row_id == keeper.row_id), None)
-            if current is None or not gone:
-                return fresh
-            view = merged([current, *gone])
-            assert view is not None
-            new = current.evolve(
-                created_at=view.created_at,
-                updated_at=view.updated_at,
-                message_count=view.message_count,
-                bytes=view.bytes,
-                base=view.base,
-                last=view.last,
-            )
-            done, fresh = self._cas(current, new)
-            if done:
-                return self._read_headers(conversation_id)
-        raise self._contention(conversation_id)
-
     def _contention(self, conversation_id: str) -> BackendError:
         return BackendError(
-            f"ZeroDB store {self.display_alias!r}: gave up updating conversation "
-            f"{conversation_id!r} after {MAX_ROUNDS} rounds of concurrent changes."
+            f"ZeroDB store {self.display_alias!r} ({self.client.address}): gave up updating "
+            f"conversation {conversation_id!r} after {MAX_ROUNDS} rounds of concurrent changes."
         )
 
     def _new_header(self, conversation_id: str, **fields: Any) -> Header:
@@ -447,6 +435,13 @@ class ZeroDBStore(BaseStore):
             rev=new_rev(),
             **fields,
         )
+
+    def _settle_once(
+        self, conversation_id: str, headers: list[Header], round_: int, settled: bool
+    ) -> tuple[list[Header], bool]:
+        if settled or sum(h.state == LIVE for h in headers) <= 1:
+            return headers, settled
+        return self._settle(conversation_id, headers, round_), True
 
     # -- contract --------------------------------------------------------------------------
 
@@ -460,17 +455,20 @@ class ZeroDBStore(BaseStore):
         owner: str | None,
     ) -> Conversation:
         def fields(current: Header | None, now: int) -> dict[str, Any]:
-            live = current is not None and current.is_live(now)
+            if current is None or not current.is_live(now):
+                return {
+                    "created_at": now,
+                    "updated_at": now,
+                    "ttl": ttl,
+                    "owner": owner,
+                    "metadata": dict(metadata or {}),
+                }
             return {
-                "created_at": current.created_at if current is not None and live else now,
+                "created_at": current.created_at,
                 "updated_at": now,
                 "ttl": ttl,
-                "owner": (current.owner if owner is None else owner)
-                if current is not None and live
-                else owner,
-                "metadata": {**current.metadata, **(metadata or {})}
-                if current is not None and live
-                else dict(metadata or {}),
+                "owner": current.owner if owner is None else owner,
+                "metadata": {**current.metadata, **(metadata or {})},
             }
 
         header = self._replace(conversation_id, messages, fields)
@@ -498,24 +496,24 @@ class ZeroDBStore(BaseStore):
         self,
         conversation_id: str,
         messages: builtins.list[Message],
-        fields: Any,
+        fields: Callable[[Header | None, int], dict[str, Any]],
     ) -> Header:
         """Save/put: the messages as a new row above everything, then the header starts there."""
         size = content_bytes(messages)
         segment: Segment | None = None
         headers, _ = self._known_headers(conversation_id)
+        settled = False
         for round_ in range(MAX_ROUNDS):
-            if len(headers) > 1:
-                headers = self._settle(conversation_id, headers, round_)
-                continue
-            current = headers[0] if headers else None
+            headers, settled = self._settle_once(conversation_id, headers, round_, settled)
             now = now_ms()
-            floor = max(current.base, current.last) + 1 if current is not None else 0
+            view, current = resolve(headers, now)
+            floor = max(view.base, view.last) + 1 if view is not None else 0
             if messages:
                 segment = self._place(segment, conversation_id, messages, floor)
-                base, hkey = segment.at, segment.key
+                base = segment.at
             else:
-                base, hkey = self._keys.next(floor)
+                base, _ = self._keys.next(floor)
+            hkey = self._keys.next(base)[1]  # unique per header row: inserts are re-checked by it
             values = {
                 **fields(current, now),
                 "message_count": len(messages),
@@ -530,10 +528,14 @@ class ZeroDBStore(BaseStore):
                     return header
                 time.sleep(_jitter(round_))
                 continue
+            others = [h for h in headers if h.state == LIVE and h.row_id != current.row_id]
             new = current.evolve(**values)
             done, headers = self._cas(current, new)
             if done:
-                if current.message_count or current.last > current.base:
+                for other in others:
+                    self._retire(other, REPLACED)
+                assert view is not None
+                if view.message_count or view.last > view.base:
                     self._delete_segments_below(conversation_id, base)
                 return new
         raise self._contention(conversation_id)
@@ -541,7 +543,7 @@ class ZeroDBStore(BaseStore):
     def _load(
         self, conversation_id: str, *, include_expired: bool, last: int | None
     ) -> Conversation | None:
-        view = merged(self._read_headers(conversation_id))
+        view, _ = resolve(self._read_headers(conversation_id), now_ms())
         if view is None or (not include_expired and not view.is_live(now_ms())):
             return None
         segments = self._segments(self._scope(conversation_id, at={"$gte": view.base}))
@@ -558,16 +560,16 @@ class ZeroDBStore(BaseStore):
         count = len(messages)
         segment: Segment | None = None
         headers, _ = self._known_headers(conversation_id)
+        settled = False
         for round_ in range(MAX_ROUNDS):
-            if len(headers) > 1:
-                headers = self._settle(conversation_id, headers, round_)
-                continue
+            headers, settled = self._settle_once(conversation_id, headers, round_, settled)
             now = now_ms()
-            if not headers:
+            view, current = resolve(headers, now)
+            if view is None or current is None:
                 segment = self._place(segment, conversation_id, messages, 0)
                 header = self._new_header(
                     conversation_id,
-                    hkey=segment.key,
+                    hkey=self._keys.next(segment.at)[1],
                     created_at=now,
                     updated_at=now,
                     ttl=self.default_ttl,
@@ -583,10 +585,9 @@ class ZeroDBStore(BaseStore):
                     return header.conversation_metadata()
                 time.sleep(_jitter(round_))
                 continue
-            current = headers[0]
-            if current.is_live(now):
+            if view.is_live(now):
                 segment = self._place(
-                    segment, conversation_id, messages, max(current.base, current.last)
+                    segment, conversation_id, messages, max(view.base, view.last)
                 )
                 new = current.evolve(
                     message_count=current.message_count + count,
@@ -596,7 +597,7 @@ class ZeroDBStore(BaseStore):
                 )
             else:
                 # Expired: the conversation starts afresh in the same header row.
-                floor = max(current.base, current.last) + 1
+                floor = max(view.base, view.last) + 1
                 segment = self._place(segment, conversation_id, messages, floor)
                 new = current.evolve(
                     created_at=now,
@@ -611,9 +612,13 @@ class ZeroDBStore(BaseStore):
                 )
             done, headers = self._cas(current, new)
             if done:
-                if not current.is_live(now):
+                if not view.is_live(now):
                     self._delete_segments_below(conversation_id, new.base)
-                return new.conversation_metadata()
+                if view is current:
+                    return new.conversation_metadata()
+                return dataclasses.replace(
+                    view, message_count=view.message_count + count, updated_at=new.updated_at
+                ).conversation_metadata()
         raise self._contention(conversation_id)
 
     def _delete(self, conversation_id: str) -> bool:
@@ -623,22 +628,22 @@ class ZeroDBStore(BaseStore):
         self.client.bulk_delete(self.messages_table, self._scope(conversation_id))
         self.client.bulk_delete(self.table_name, self._scope(conversation_id))
         self._cache.drop(conversation_id)
-        return True
+        return any(h.state == LIVE for h in headers)
 
     def _clear(self) -> int:
-        before = self.client.query(self.table_name, self._scope(), limit=1).total
-        deleted = self.client.bulk_delete(self.table_name, self._scope())
+        now = now_ms()
+        views = self._views(self.client.query_all(self.table_name, self._scope()), now)
+        self.client.bulk_delete(self.table_name, self._scope())
         self.client.bulk_delete(self.messages_table, self._scope())
         self._cache.clear()
-        # A retried delete whose first attempt landed reports 0: trust the larger figure.
-        return max(deleted or 0, before or 0)
+        return len(views)
 
     def _live_views(self, **filters: Any) -> builtins.list[Header]:
         now = now_ms()
         rows = self.client.query_all(
             self.table_name, self._scope(live_until={"$gt": now}, **filters)
         )
-        return [view for view in self._group(rows).values() if view.is_live(now)]
+        return [view for view in self._views(rows, now).values() if view.is_live(now)]
 
     def _list(self) -> builtins.list[str]:
         views = sorted(self._live_views(), key=lambda v: (v.updated_at, v.conversation_id))
@@ -663,7 +668,8 @@ class ZeroDBStore(BaseStore):
     def _iter_conversations(
         self, *, include_expired: bool, batch_size: int
     ) -> Iterator[Conversation]:
-        views = list(self._group(self.client.query_all(self.table_name, self._scope())).values())
+        rows = self.client.query_all(self.table_name, self._scope())
+        views = list(self._views(rows, now_ms()).values())
         for start in range(0, len(views), batch_size):
             now = now_ms()
             batch = [
@@ -684,13 +690,14 @@ class ZeroDBStore(BaseStore):
                 )
 
     def _exists(self, conversation_id: str) -> bool:
-        view = merged(self._read_headers(conversation_id))
-        return view is not None and view.is_live(now_ms())
+        now = now_ms()
+        view, _ = resolve(self._read_headers(conversation_id), now)
+        return view is not None and view.is_live(now)
 
     def _get_stats(self) -> StoreStats:
         now = now_ms()
-        views = self._group(self.client.query_all(self.table_name, self._scope())).values()
-        live = [v for v in views if v.is_live(now)]
+        views = self._views(self.client.query_all(self.table_name, self._scope()), now)
+        live = [v for v in views.values() if v.is_live(now)]
         return StoreStats(
             total_conversations=len(live),
             total_messages=sum(v.message_count for v in live),
@@ -701,44 +708,48 @@ class ZeroDBStore(BaseStore):
     def _cleanup(self) -> int:
         now = now_ms()
         rows = self.client.query_all(self.table_name, self._scope(live_until={"$lte": now}))
-        expired = [v for v in self._group(rows).values() if not v.is_live(now)]
+        expired = [v for v in self._views(rows, now).values() if not v.is_live(now)]
+        dead = self.client.query_all(self.table_name, self._scope(state={"$in": DEAD_STATES}))
+        for row in dead:
+            self.client.delete_row(self.table_name, row.row_id)
         if not expired:
             return 0
+        # Only rows that are still expired go; an append may have revived one meanwhile.
         self.client.bulk_delete(self.table_name, self._scope(live_until={"$lte": now}))
+        removed = 0
         for view in expired:
-            self._cache.drop(view.conversation_id)
+            if any(h.state == LIVE for h in self._read_headers(view.conversation_id)):
+                continue
             self.client.bulk_delete(
                 self.messages_table,
                 self._scope(view.conversation_id, at={"$lte": max(view.last, view.base)}),
             )
-        return len(expired)
+            removed += 1
+        return removed
 
     def _get_ttl(self, conversation_id: str) -> int:
         now = now_ms()
-        view = merged(self._read_headers(conversation_id))
+        view, _ = resolve(self._read_headers(conversation_id), now)
         if view is None or not view.is_live(now):
             return -2
         return remaining_ttl(view.conversation_metadata(), now)
 
     def _set_ttl(self, conversation_id: str, ttl: int | None) -> bool:
         headers, cached = self._known_headers(conversation_id)
-        fresh = not cached
+        settled = False
         for round_ in range(MAX_ROUNDS):
-            if len(headers) > 1:
-                headers = self._settle(conversation_id, headers, round_)
-                fresh = True
-                continue
+            headers, settled = self._settle_once(conversation_id, headers, round_, settled)
             now = now_ms()
-            if not headers or not headers[0].is_live(now):
-                if fresh:
+            view, current = resolve(headers, now)
+            if view is None or current is None or not view.is_live(now):
+                if not cached:
                     return False
-                headers, fresh = self._read_headers(conversation_id), True
+                headers, cached = self._read_headers(conversation_id), False
                 continue
-            current = headers[0]
             done, headers = self._cas(current, current.evolve(ttl=ttl, updated_at=now))
             if done:
                 return True
-            fresh = True
+            cached = False
         raise self._contention(conversation_id)
 
     def _close(self) -> None:

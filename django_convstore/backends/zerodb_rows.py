@@ -4,16 +4,19 @@ Header table (``TABLE_NAME``), one row per conversation::
 
     {"v": 1, "namespace", "conversation_id", "owner", "created_at", "updated_at",
      "ttl", "expires_at", "live_until", "message_count", "bytes", "metadata",
-     "base", "last", "rev", "hkey"}
+     "base", "last", "rev", "revs", "hkey", "state"}
 
 ``expires_at`` is ``updated_at + ttl*1000`` (None without a TTL) and
 ``live_until`` the same as a number that is always set (far future without a
 TTL), so expired headers can be found with one numeric filter. ``rev`` is a
-fresh random token on every header write: updates are compare-and-set on it.
+fresh random token on every header write: updates are compare-and-set on it;
+``revs`` remembers the last few, so a writer whose reply was lost can tell
+whether its update landed even after others updated the header again.
 ``base`` is the ordering position where the current incarnation of the
 conversation starts (message rows below it belong to a replaced or expired
 incarnation and are ignored), ``last`` the highest position appended so
-far, ``hkey`` the creation key.
+far, ``hkey`` the creation key, ``state`` ``live`` (or, briefly, ``withdrawn``
+or ``replaced``: see :func:`resolve`).
 
 Message table (``<TABLE_NAME>_messages``), one row per write (an append
 call, or a save/put), holding that write's messages in order; with the
@@ -44,11 +47,17 @@ from ..types import ConversationMetadata, Message
 FORMAT_VERSION = 1
 #: ``live_until`` of a conversation that never expires (year 2286, exact in a float).
 NEVER = 9_999_999_999_999
+#: Header states: ``live``; ``withdrawn`` by a creator that lost a creation race;
+#: ``replaced`` by a save/put that found it next to the header it wrote.
+LIVE, WITHDRAWN, REPLACED = "live", "withdrawn", "replaced"
+DEAD_STATES = (WITHDRAWN, REPLACED)
+#: How many recent revisions a header remembers (to tell whether a lost update landed).
+REV_HISTORY = 32
 
 
 def new_rev() -> str:
     """A fresh header revision token."""
-    return uuid.uuid4().hex
+    return uuid.uuid4().hex[:16]
 
 
 def content_bytes(messages: Iterable[Message]) -> int:
@@ -102,6 +111,8 @@ class Header:
     last: int
     rev: str
     hkey: str
+    state: str = LIVE
+    revs: list[str] = field(default_factory=list)
     row_id: str = ""
 
     @property
@@ -121,7 +132,13 @@ class Header:
 
     def evolve(self, **changes: Any) -> Header:
         """A copy with ``changes`` and a fresh ``rev`` (same row)."""
-        return dataclasses.replace(self, rev=new_rev(), **changes)
+        rev = new_rev()
+        revs = [*self.revs, rev][-REV_HISTORY:]
+        return dataclasses.replace(self, rev=rev, revs=revs, **changes)
+
+    def saw(self, rev: str) -> bool:
+        """True when this header is at revision ``rev`` or has been since."""
+        return rev == self.rev or rev in self.revs
 
     def to_data(self) -> dict[str, Any]:
         """The ``row_data`` to store."""
@@ -141,7 +158,9 @@ class Header:
             "base": self.base,
             "last": self.last,
             "rev": self.rev,
+            "revs": list(self.revs),
             "hkey": self.hkey,
+            "state": self.state,
         }
 
     @classmethod
@@ -161,6 +180,8 @@ class Header:
             last=_int(data, "last"),
             rev=_str(data, "rev"),
             hkey=_str(data, "hkey"),
+            state=_str(data, "state", optional=True) or LIVE,
+            revs=[str(r) for r in data.get("revs") or [] if isinstance(r, str)],
             row_id=row_id,
         )
 
@@ -177,28 +198,33 @@ class Header:
         )
 
 
-def merged(headers: list[Header]) -> Header | None:
-    """The one view readers use of a conversation's header rows.
+def resolve(headers: list[Header], now: int) -> tuple[Header | None, Header | None]:
+    """``(view, primary)`` of a conversation's header rows at ``now``.
 
-    Several rows exist only for a moment, while creators that raced resolve
-    it (see the store), or after a crash in that moment: the view is then the
-    union (lowest ``base``, summed counts, newest ``updated_at``) so no
-    message is hidden meanwhile.
+    Normally there is one live row: it is both. Several live rows exist for a
+    moment while creators that raced settle it, and for good after a crash in
+    that moment. Writers then all update the same one, the *primary* (lowest
+    ``(hkey, row_id)`` among the unexpired rows, else among all), and readers
+    see the union: the primary's fields with the lowest ``base``, the summed
+    counts and the newest ``updated_at``, so no message is hidden or lost.
     """
-    if not headers:
-        return None
-    if len(headers) == 1:
-        return headers[0]
-    first = min(headers, key=lambda h: (h.base, h.hkey, h.row_id))
-    return dataclasses.replace(
-        first,
-        created_at=min(h.created_at for h in headers),
-        updated_at=max(h.updated_at for h in headers),
-        message_count=sum(h.message_count for h in headers),
-        bytes=sum(h.bytes for h in headers),
-        base=min(h.base for h in headers),
-        last=max(h.last for h in headers),
+    live = [h for h in headers if h.state not in DEAD_STATES]
+    if not live:
+        return None, None
+    group = [h for h in live if h.is_live(now)] or live
+    primary = min(group, key=lambda h: (h.hkey, h.row_id))
+    if len(group) == 1:
+        return primary, primary
+    view = dataclasses.replace(
+        primary,
+        created_at=min(h.created_at for h in group),
+        updated_at=max(h.updated_at for h in group),
+        message_count=sum(h.message_count for h in group),
+        bytes=sum(h.bytes for h in group),
+        base=min(h.base for h in group),
+        last=max(h.last for h in group),
     )
+    return view, primary
 
 
 @dataclass
@@ -287,12 +313,16 @@ class KeyMaker:
 
 
 __all__ = [
+    "DEAD_STATES",
+    "LIVE",
     "NEVER",
+    "REPLACED",
+    "WITHDRAWN",
     "Header",
     "KeyMaker",
     "Segment",
     "content_bytes",
-    "merged",
     "new_rev",
     "ordered_messages",
+    "resolve",
 ]
