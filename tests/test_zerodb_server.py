@@ -6,6 +6,7 @@ tests (and the benchmarks) rely on.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -437,6 +438,11 @@ def test_counters_count_requests_routes_and_keep_alive_connections(server, http)
         requests.get(server.tables_url, headers={"X-API-Key": server.api_key})
     assert tally.requests == 4
     assert tally.routes == {"rows.insert": 1, "rows.query": 2, "tables.list": 1}
+    assert tally.request_bytes == sum(
+        len(json.dumps(b).encode())
+        for b in ({"row_data": {"a": 1}}, {"filter": {"a": 1}}, {"filter": {"a": 2}})
+    )
+    assert tally.response_bytes > tally.request_bytes
     # The session's connection was opened by make_table; requests.get opened one more.
     assert tally.connections == 1
     server.reset_counters()

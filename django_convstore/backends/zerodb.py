@@ -367,10 +367,13 @@ class ZeroDBStore(BaseStore):
 
     def _cas(self, old: Header, new: Header) -> tuple[bool, list[Header]]:
         """Write ``new`` over ``old`` if ``old`` is still current; else the fresh headers."""
+        # A matching rev means the row holds exactly ``old``: sending the changes suffices.
+        before, after = old.to_data(), new.to_data()
+        changes = {key: value for key, value in after.items() if before.get(key) != value}
         matched = self.client.bulk_update(
             self.table_name,
             self._scope(old.conversation_id, rev=old.rev),
-            {"$set": new.to_data()},
+            {"$set": changes},
         )
         if not matched:
             headers = self._read_headers(old.conversation_id)

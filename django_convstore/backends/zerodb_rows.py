@@ -52,7 +52,7 @@ NEVER = 9_999_999_999_999
 LIVE, WITHDRAWN, REPLACED = "live", "withdrawn", "replaced"
 DEAD_STATES = (WITHDRAWN, REPLACED)
 #: How many recent revisions a header remembers (to tell whether a lost update landed).
-REV_HISTORY = 32
+REV_HISTORY = 16
 
 
 def new_rev() -> str:

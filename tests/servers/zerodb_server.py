@@ -59,7 +59,8 @@ Counters: ``server.request_count`` (all requests), ``server.route_counts()``
 (``{route: n}``), ``server.connection_count`` (TCP connections accepted:
 sequential requests over one keep-alive connection count 1),
 ``server.reset_counters()``, and ``with server.counting() as tally: ...``
-then ``tally.requests``, ``tally.routes``, ``tally.connections`` (the deltas
+then ``tally.requests``, ``tally.routes``, ``tally.connections``,
+``tally.request_bytes`` and ``tally.response_bytes`` (body bytes; the deltas
 while the block ran).
 
 State: ``server.rows(table)`` (row envelopes, insertion order),
@@ -146,6 +147,8 @@ class Tally:
     requests: int = 0
     routes: dict[str, int] = field(default_factory=dict)
     connections: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
 
 
 def _now_iso() -> str:
@@ -176,6 +179,8 @@ class ZeroDBApp:
         self.faults: list[_Fault] = []
         self.routes: Counter[str] = Counter()
         self.requests = 0
+        self.request_bytes = 0
+        self.response_bytes = 0
 
     def configure(self, **options: Any) -> None:
         """Change behaviour switches (see the module docstring)."""
@@ -193,6 +198,7 @@ class ZeroDBApp:
         with self.lock:
             self.requests += 1
             self.routes[route] += 1
+            self.request_bytes += int(environ.get("CONTENT_LENGTH") or 0)
             fault = self._take_fault(route, method)
         latency = float(self.options["latency"] or 0)
         if fault is not None and fault.kind == "delay":
@@ -219,6 +225,8 @@ class ZeroDBApp:
             data = payload
         else:
             data = b"" if payload is None else json.dumps(payload).encode()
+        with self.lock:
+            self.response_bytes += len(data)
         header_list = [("Content-Type", "application/json"), *headers.items()]
         if status == 401:
             header_list.append(("WWW-Authenticate", "Bearer"))
@@ -906,6 +914,7 @@ class ZeroDBServer:
         """Zero the request and connection counters."""
         with self.app.lock:
             self.app.requests = 0
+            self.app.request_bytes = self.app.response_bytes = 0
             self.app.routes.clear()
         with self._lock:
             self._connections = 0
@@ -916,6 +925,7 @@ class ZeroDBServer:
         tally = Tally()
         with self.app.lock:
             requests, routes = self.app.requests, Counter(self.app.routes)
+            sent, received = self.app.request_bytes, self.app.response_bytes
         connections = self.connection_count
         try:
             yield tally
@@ -923,6 +933,8 @@ class ZeroDBServer:
             with self.app.lock:
                 tally.requests = self.app.requests - requests
                 tally.routes = {k: v for k, v in (self.app.routes - routes).items() if v}
+                tally.request_bytes = self.app.request_bytes - sent
+                tally.response_bytes = self.app.response_bytes - received
             tally.connections = self.connection_count - connections
 
     # -- state -----------------------------------------------------------------------------
