@@ -39,8 +39,17 @@ compare-and-set. The protocol built on that:
   ``live_until``; reads treat expired conversations as missing and
   ``cleanup()`` deletes them.
 
-Every insert is retried safely: before re-sending an insert whose first
-attempt may have landed, the client looks for it by its unique key.
+Retries never apply a write twice: before re-sending an insert whose first
+attempt may have landed, the client looks for the row by its unique key (and
+a row that still lands late is read once, by key); a header update whose
+reply was lost is recognised by its ``rev`` in the header's recent ``revs``.
+
+One assumption about the service (``zerodb-api.md`` section 8): a bulk update
+applies its filter and its update atomically, as the test server does and the
+real service's documentation claims ("transaction support"; not verified by
+anyone). If it did not, two racing header updates could both succeed: the
+header's ``message_count`` (used by listings and stats) could drift, but no
+message row is lost or duplicated by that, and ``load`` counts rows itself.
 
 HTTP requests per operation (independent of the conversation's length while
 it has at most 1000 message rows; one more request per further 1000 rows):
