@@ -3,34 +3,30 @@
 Two things that a store accepts do not survive a plain PostgreSQL column:
 
 * a NUL character (``"\\x00"``) in a message or in metadata: ``text`` refuses it,
-  and ``jsonb`` refuses ``"\\u0000"``; a lone surrogate (``"\\ud800"``) is not
-  UTF-8 at all, so no database driver accepts it;
+  and ``jsonb`` refuses ``"\\u0000"``;
 * numbers in ``jsonb`` lose their type: ``1e300`` comes back as a 301-digit
   integer.
 
-:class:`SafeTextField` stores a string that holds one of those characters as
-a JSON string literal behind a marker character, and every other string
-unchanged. :class:`JSONTextField` stores JSON as text, so it reads back with
-exactly the values that were written.
+:class:`SafeTextField` stores a string that holds a NUL as a JSON string
+literal behind a marker character, and every other string unchanged.
+:class:`JSONTextField` stores JSON as text, so it reads back with exactly the
+values that were written.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from django.db import models
 
 #: Marks an encoded value: U+FFFF is a Unicode noncharacter, never found in real text.
 _MARKER = "\uffff"
-_UNSAFE = re.compile("[\x00\ud800-\udfff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encode_text(value: str) -> str:
     """``value`` in a form every database stores (unchanged unless it needs escaping)."""
-    if value.startswith(_MARKER) or _UNSAFE.search(value):
+    if "\x00" in value or value.startswith(_MARKER):
         return _MARKER + json.dumps(value)
     return value
 
@@ -44,15 +40,12 @@ def decode_text(value: str) -> str:
 
 
 def dump_json(value: Any) -> str:
-    """Compact JSON text (control characters escaped; lone surrogates too, when present)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if _SURROGATE.search(text):
-        text = json.dumps(value, separators=(",", ":"))
-    return text
+    """Compact JSON text; control characters (NUL included) are escaped."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class SafeTextField(models.TextField):
-    """A text column that also round-trips NUL characters and lone surrogates."""
+    """A text column that also round-trips NUL characters."""
 
     def get_prep_value(self, value: Any) -> Any:
         value = super().get_prep_value(value)

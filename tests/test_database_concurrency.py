@@ -32,7 +32,7 @@ from tests.database_worker import batch
 from tests.fixtures.database import (
     POSTGRES_ALIAS,
     database_params,
-    skip_without_postgres,
+    postgres_only,
     write_before_first_read,
 )
 
@@ -258,10 +258,9 @@ def test_an_append_between_the_two_reads_of_load_is_left_out(db_store):
     assert db_store.load("c").metadata.message_count == 4
 
 
-@pytest.mark.django_db(transaction=True, databases=[POSTGRES_ALIAS])
+@postgres_only()
 def test_losing_the_race_to_create_a_conversation_retries():
     """PostgreSQL: another transaction inserts the row first; append waits, then retries."""
-    skip_without_postgres()
     import psycopg
 
     store = create_store(

@@ -131,6 +131,12 @@ def _is_missing_table(exc: DatabaseError) -> bool:
     return "table" in text and any(marker in text for marker in _MISSING_TABLE_MARKERS)
 
 
+def _is_read_only(exc: DatabaseError) -> bool:
+    """SQLite reports writing to a read-only database as an OperationalError."""
+    text = str(exc).lower()
+    return "readonly database" in text or "read-only" in text
+
+
 def _message_batches(rows: builtins.list[Row]) -> Iterator[builtins.list[Row]]:
     """Group conversation rows so one query fetches about MESSAGE_FETCH_SIZE messages."""
     batch: builtins.list[Row] = []
@@ -224,19 +230,20 @@ class DatabaseStore(BaseStore):
 
     @contextmanager
     def _errors(self, db: str) -> Iterator[None]:
-        """Translate database exceptions into the app's errors."""
+        """Translate database exceptions into the app's errors.
+
+        Connection failures, timeouts, lock timeouts and deadlocks (Django's
+        ``OperationalError``/``InterfaceError``) are ``BackendUnavailableError``:
+        trying again later may work. Everything else is ``BackendError``.
+        """
         try:
             yield
-        except OverflowError as exc:  # SQLite's driver, for integers beyond 64 bits
-            raise BackendError(
-                self._describe(db, "a value does not fit the database's columns", exc)
-            ) from exc
         except DatabaseError as exc:
             if _is_missing_table(exc):
                 raise BackendError(
                     self._describe(db, "the tables are missing; run manage.py migrate", exc)
                 ) from exc
-            if isinstance(exc, OperationalError | InterfaceError):
+            if isinstance(exc, OperationalError | InterfaceError) and not _is_read_only(exc):
                 self._drop_broken_connection(db)
                 raise BackendUnavailableError(
                     self._describe(db, "the database could not be reached", exc),
