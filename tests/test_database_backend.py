@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils.connection import ConnectionDoesNotExist
 
 from django_convstore import (
     BackendError,
@@ -551,8 +552,11 @@ def extra_database(alias: str, **settings_dict: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        connection = getattr(connections._connections, alias, None)
-        if connection is not None:
+        try:
+            connection = connections[alias]
+        except ConnectionDoesNotExist:
+            pass
+        else:
             connection.close()
             del connections[alias]
         connections.settings.pop(alias, None)
