@@ -100,15 +100,17 @@ def original_recipe(source: BaseStore, target: BaseStore) -> None:
 
 
 def migrate_command(*extra: str) -> Callable[[BaseStore, BaseStore], None]:
-    """Run ``convstore_migrate src dst`` (plain progress lines, captured)."""
+    """Run ``convstore_migrate src dst`` (plain progress lines, captured).
+
+    Any failed conversation makes the command raise ``CommandError``, which
+    stops the benchmark.
+    """
 
     def migrate(source: BaseStore, target: BaseStore) -> None:
         out, err = io.StringIO(), io.StringIO()
         call_command(
             "convstore_migrate", "src", "dst", "--no-progress", *extra, stdout=out, stderr=err
         )
-        if err.getvalue():
-            raise AssertionError(f"migration reported failures: {err.getvalue()[:500]}")
 
     return migrate
 
