@@ -24,23 +24,26 @@ pytest_plugins = sorted(
     f"tests.fixtures.{path.stem}" for path in FIXTURES.glob("*.py") if path.stem != "__init__"
 )
 
-CONTRACT_BACKENDS = ["memory", "redis", "zerodb", "database"]
+#: One leg per backend and server; a leg named ``X_Y`` is backend ``X`` on server ``Y``.
+CONTRACT_BACKENDS = ["memory", "redis", "zerodb", "database", "database_postgresql"]
 
 
 @pytest.fixture(params=CONTRACT_BACKENDS)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    """The name of the backend under test (parametrised over every backend)."""
+def backend_leg(request: pytest.FixtureRequest) -> str:
+    """The leg under test (parametrised over every backend and database)."""
     return str(request.param)
 
 
 @pytest.fixture
-def store_config(request: pytest.FixtureRequest, backend_name: str) -> dict[str, Any]:
+def backend_name(backend_leg: str) -> str:
+    """The name of the backend under test (``database`` for both database legs)."""
+    return backend_leg.split("_")[0]
+
+
+@pytest.fixture
+def store_config(request: pytest.FixtureRequest, backend_leg: str) -> dict[str, Any]:
     """A fresh configuration for the backend under test, with its own namespace."""
-    fixture_name = f"{backend_name}_store_config"
-    try:
-        config: dict[str, Any] = request.getfixturevalue(fixture_name)
-    except pytest.FixtureLookupError:
-        pytest.skip(f"the {backend_name} backend is not available in this checkout")
+    config: dict[str, Any] = request.getfixturevalue(f"{backend_leg}_store_config")
     config = dict(config)
     config.setdefault("NAMESPACE", f"t{uuid.uuid4().hex[:12]}")
     return config

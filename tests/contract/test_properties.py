@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 ROLES = st.sampled_from(["user", "assistant", "system", "tool"])
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
 JSON_SCALARS = (
     st.none()
     | st.booleans()
