@@ -12,11 +12,17 @@ DEMO_CONVERSATIONS: list[dict[str, Any]] = [
         "messages": [
             ("system", "You are a friendly travel assistant. Keep answers short."),
             ("user", "I have a long weekend in Lisbon in May. Where should I stay?"),
-            ("assistant", "Alfama for atmosphere, Chiado for shops and cafés, or Príncipe Real "
-                          "for quiet streets. All three are walkable to the river."),
+            (
+                "assistant",
+                "Alfama for atmosphere, Chiado for shops and cafés, or Príncipe Real "
+                "for quiet streets. All three are walkable to the river.",
+            ),
             ("user", "Chiado sounds good. Two things I must not miss?"),
-            ("assistant", "Sunset at Miradouro de Santa Catarina, and tram 28 early in the "
-                          "morning before the queues. Pastéis de nata at Manteigaria, too."),
+            (
+                "assistant",
+                "Sunset at Miradouro de Santa Catarina, and tram 28 early in the "
+                "morning before the queues. Pastéis de nata at Manteigaria, too.",
+            ),
         ],
     },
     {
@@ -26,12 +32,17 @@ DEMO_CONVERSATIONS: list[dict[str, Any]] = [
         "messages": [
             ("system", "You are the support assistant of an online shop."),
             ("user", "My order #4711 arrived broken. Can I get a refund?"),
-            ("assistant", "I'm sorry about that! I have opened refund request R-2291. "
-                          "You'll get an email with a prepaid return label."),
+            (
+                "assistant",
+                "I'm sorry about that! I have opened refund request R-2291. "
+                "You'll get an email with a prepaid return label.",
+            ),
             ("tool", '{"refund_request": "R-2291", "status": "opened"}'),
             ("user", "Thanks, how long does it take?"),
-            ("assistant", "Refunds reach your card 3 to 5 business days after we receive "
-                          "the parcel."),
+            (
+                "assistant",
+                "Refunds reach your card 3 to 5 business days after we receive the parcel.",
+            ),
         ],
     },
     {
@@ -40,11 +51,16 @@ DEMO_CONVERSATIONS: list[dict[str, Any]] = [
         "ttl": 0,
         "messages": [
             ("user", "How do I sort a list of dicts by the 'age' key in Python?"),
-            ("assistant", "Use sorted(people, key=lambda p: p['age']), or "
-                          "operator.itemgetter('age') as the key."),
+            (
+                "assistant",
+                "Use sorted(people, key=lambda p: p['age']), or "
+                "operator.itemgetter('age') as the key.",
+            ),
             ("user", "And descending?"),
-            ("assistant", "Pass reverse=True: sorted(people, key=itemgetter('age'), "
-                          "reverse=True)."),
+            (
+                "assistant",
+                "Pass reverse=True: sorted(people, key=itemgetter('age'), reverse=True).",
+            ),
         ],
     },
     {
@@ -53,8 +69,11 @@ DEMO_CONVERSATIONS: list[dict[str, Any]] = [
         "ttl": 3600,
         "messages": [
             ("user", "I have eggs, spinach, feta and half an onion. Dinner ideas?"),
-            ("assistant", "A spinach and feta frittata: soften the onion, wilt the spinach, "
-                          "pour in the beaten eggs, crumble the feta and finish in the oven."),
+            (
+                "assistant",
+                "A spinach and feta frittata: soften the onion, wilt the spinach, "
+                "pour in the beaten eggs, crumble the feta and finish in the oven.",
+            ),
         ],
     },
 ]
