@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
 from django_convstore import create_store
@@ -15,6 +17,35 @@ from django_convstore.backends.base import BaseStore
 from django_convstore.handler import stores
 
 BACKENDS = ["memory", "redis", "zerodb", "database"]
+HERE = Path(__file__).parent
+#: Backend names of the database stores → the test database alias they run on.
+DATABASE_LEGS = {"database": "sqlite", "database_postgresql": "postgres"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every test here that runs a database store transactional access to its database.
+
+    The stores are built from backend names given as parameters, so the
+    database fixtures cannot see from a test's signature which database it uses.
+    """
+    for item in items:
+        if HERE not in Path(str(item.path)).parents:
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        aliases = sorted(
+            {
+                DATABASE_LEGS[v]
+                for v in params.values()
+                if isinstance(v, str) and v in DATABASE_LEGS
+            }
+        )
+        aliases = [alias for alias in aliases if alias in settings.DATABASES]
+        if aliases and item.get_closest_marker("django_db") is None:
+            item.add_marker(
+                pytest.mark.django_db(
+                    transaction=True, databases=aliases, available_apps=["django_convstore"]
+                )
+            )
 
 
 class StoreSetup:
