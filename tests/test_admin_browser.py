@@ -94,10 +94,7 @@ def page(browser: Any) -> Iterator[Any]:
 @pytest.fixture(params=["memory", "redis"])
 def browser_stores(request: pytest.FixtureRequest) -> Iterator[dict[str, BaseStore]]:
     """Two stores (``default``, ``archive``) of the backend under test, emptied afterwards."""
-    try:
-        config: dict[str, Any] = request.getfixturevalue(f"{request.param}_store_config")
-    except pytest.FixtureLookupError:
-        pytest.skip(f"the {request.param} backend is not available in this checkout")
+    config: dict[str, Any] = request.getfixturevalue(f"{request.param}_store_config")
     setting = {
         alias: {**config, "NAMESPACE": f"brw{uuid.uuid4().hex[:10]}"}
         for alias in ("default", "archive")
