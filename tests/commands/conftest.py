@@ -56,11 +56,8 @@ class StoreSetup:
         self._settings = settings
 
     def config(self, backend: str, **overrides: Any) -> dict[str, Any]:
-        """A fresh configuration of ``backend`` with a namespace of its own (skips if missing)."""
-        try:
-            base: dict[str, Any] = self._request.getfixturevalue(f"{backend}_store_config")
-        except pytest.FixtureLookupError:
-            pytest.skip(f"the {backend} backend is not available in this checkout yet")
+        """A fresh configuration of ``backend`` with a namespace of its own."""
+        base: dict[str, Any] = self._request.getfixturevalue(f"{backend}_store_config")
         config = {**base, "NAMESPACE": f"cmd{uuid.uuid4().hex[:12]}", **overrides}
         if "OPTIONS" in base or "OPTIONS" in overrides:
             config["OPTIONS"] = {**base.get("OPTIONS", {}), **overrides.get("OPTIONS", {})}

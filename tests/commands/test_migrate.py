@@ -71,7 +71,9 @@ def test_round_trip_between_backends_is_exact(convstores, run, source_backend, t
     for cid, data in expected.items():
         loaded = target.load(cid)
         assert loaded is not None and loaded.to_dict() == data
-        assert target.get_ttl(cid) == source.get_ttl(cid)
+        # The two reads are moments apart, so the rounded seconds may differ by one.
+        assert abs(target.get_ttl(cid) - source.get_ttl(cid)) <= 1
+        assert (target.get_ttl(cid) == -1) == (source.get_ttl(cid) == -1)
     assert contents(source) == expected
 
     # A second run converges on the same result.
