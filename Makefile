@@ -36,7 +36,8 @@ demo: install
 	cd testproject && ../$(BIN)/python manage.py runserver $${DEMO_ADDR:-127.0.0.1:8000}
 
 ## Run the benchmarks (writes benchmarks/results/latest.md).
-bench: install
+bench:
+	@$(MAKE) --no-print-directory install EXTRAS=$(EXTRAS),bench
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
