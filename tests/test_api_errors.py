@@ -288,6 +288,14 @@ def test_non_json_bodies_answer_415(
     assert response.status_code == 415
 
 
+def test_unsatisfiable_accept_header_answers_406(
+    api_store: BaseStore, owner_client: APIClient
+) -> None:
+    response = owner_client.get("/api/conversations/", HTTP_ACCEPT="text/csv")
+    assert response.status_code == 406
+    assert response.json()["detail"]
+
+
 # -- throttling ---------------------------------------------------------------------------
 
 

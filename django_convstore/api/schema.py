@@ -18,6 +18,9 @@ _ERRORS: dict[int, OpenApiResponse] = {
     404: OpenApiResponse(
         ErrorSerializer, description="No such conversation, or it belongs to someone else."
     ),
+    406: OpenApiResponse(
+        ErrorSerializer, description="The Accept header allows no format the API can answer in."
+    ),
     409: OpenApiResponse(ErrorSerializer, description="The conversation id is already taken."),
     413: OpenApiResponse(
         ErrorSerializer, description="The body is larger than CONVSTORE_API_MAX_BODY bytes."
@@ -28,7 +31,7 @@ _ERRORS: dict[int, OpenApiResponse] = {
     503: OpenApiResponse(ErrorSerializer, description="The store's backend is unreachable."),
 }
 
-_ALWAYS = (401, 403, 429, 502, 503)
+_ALWAYS = (401, 403, 406, 429, 502, 503)
 _BODY = (400, 413, 415)
 
 
