@@ -177,6 +177,32 @@ class BaseStore:
         clean_owner = validation.validate_owner(owner)
         return self._save(cid, clean, ttl=resolved_ttl, metadata=clean_metadata, owner=clean_owner)
 
+    def create(
+        self,
+        conversation_id: str,
+        messages: Iterable[MessageInput],
+        *,
+        ttl: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+    ) -> Conversation | None:
+        """Create a conversation unless a live one has this id (then None; nothing written).
+
+        Atomic: of several simultaneous creates of one id exactly one returns
+        the conversation, and its messages are the ones stored. A missing or
+        expired conversation counts as absent (an expired one is replaced).
+        ``ttl``, ``metadata`` and ``owner`` as in :meth:`save`: ``ttl=None``
+        applies the store's default TTL, ``ttl=0`` means never expire.
+        """
+        cid = validation.validate_conversation_id(conversation_id)
+        clean = validation.validate_messages(messages)
+        resolved_ttl = self._resolve_ttl(ttl)
+        clean_metadata = validation.validate_metadata(metadata)
+        clean_owner = validation.validate_owner(owner)
+        return self._create(
+            cid, clean, ttl=resolved_ttl, metadata=clean_metadata, owner=clean_owner
+        )
+
     def load(
         self, conversation_id: str, *, include_expired: bool = False, last: int | None = None
     ) -> Conversation | None:
@@ -281,6 +307,23 @@ class BaseStore:
             raise validation.InvalidInputError("ttl", "is required (use 0 for no expiry).")
         return self._set_ttl(cid, validation.validate_ttl(ttl))
 
+    def update_metadata(
+        self, conversation_id: str, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> ConversationMetadata | None:
+        """Merge ``metadata`` over the custom metadata of a live conversation, atomically.
+
+        With ``replace=True`` the custom metadata becomes exactly ``metadata``.
+        Messages are never touched, so appends running at the same time are
+        never lost. Counts as an update, like :meth:`set_ttl`: ``updated_at``
+        becomes now (so the expiry slides). Returns the new metadata, or None
+        when the conversation is missing or expired.
+        """
+        cid = validation.validate_conversation_id(conversation_id)
+        if metadata is None:
+            raise validation.InvalidInputError("metadata", "is required (a dict).")
+        clean = validation.validate_metadata(metadata)
+        return self._update_metadata(cid, clean, replace=bool(replace))
+
     def close(self) -> None:
         """Release connections. Idempotent; a closed store reopens lazily on next use."""
         self._close()
@@ -298,6 +341,20 @@ class BaseStore:
     ) -> Conversation:
         """See :meth:`save`."""
         return await sync_to_async(self.save)(
+            conversation_id, messages, ttl=ttl, metadata=metadata, owner=owner
+        )
+
+    async def acreate(
+        self,
+        conversation_id: str,
+        messages: Iterable[MessageInput],
+        *,
+        ttl: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+    ) -> Conversation | None:
+        """See :meth:`create`."""
+        return await sync_to_async(self.create)(
             conversation_id, messages, ttl=ttl, metadata=metadata, owner=owner
         )
 
@@ -388,6 +445,14 @@ class BaseStore:
         """See :meth:`set_ttl`."""
         return await sync_to_async(self.set_ttl)(conversation_id, ttl)
 
+    async def aupdate_metadata(
+        self, conversation_id: str, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> ConversationMetadata | None:
+        """See :meth:`update_metadata`."""
+        return await sync_to_async(self.update_metadata)(
+            conversation_id, metadata, replace=replace
+        )
+
     async def aclose(self) -> None:
         """See :meth:`close`."""
         await sync_to_async(self.close)()
@@ -407,6 +472,17 @@ class BaseStore:
         owner: str | None,
     ) -> Conversation:
         raise self._not_implemented("_save")
+
+    def _create(
+        self,
+        conversation_id: str,
+        messages: builtins.list[Message],
+        *,
+        ttl: int | None,
+        metadata: dict[str, Any],
+        owner: str | None,
+    ) -> Conversation | None:
+        raise self._not_implemented("_create")
 
     def _load(
         self, conversation_id: str, *, include_expired: bool, last: int | None
@@ -464,6 +540,11 @@ class BaseStore:
 
     def _set_ttl(self, conversation_id: str, ttl: int | None) -> bool:
         raise self._not_implemented("_set_ttl")
+
+    def _update_metadata(
+        self, conversation_id: str, metadata: dict[str, Any], *, replace: bool
+    ) -> ConversationMetadata | None:
+        raise self._not_implemented("_update_metadata")
 
     def _close(self) -> None:
         """Default: nothing to release."""

@@ -121,6 +121,38 @@ class MemoryStore(BaseStore):
             self._evict()
             return stored.copy()
 
+    def _create(
+        self,
+        conversation_id: str,
+        messages: builtins.list[Message],
+        *,
+        ttl: int | None,
+        metadata: dict[str, Any],
+        owner: str | None,
+    ) -> Conversation | None:
+        now = now_ms()
+        with self._bucket.lock:
+            if self._live(conversation_id, now) is not None:
+                self._data.move_to_end(conversation_id)
+                return None
+            stored = Conversation(
+                conversation_id=conversation_id,
+                messages=messages,
+                metadata=ConversationMetadata(
+                    conversation_id=conversation_id,
+                    created_at=now,
+                    updated_at=now,
+                    message_count=len(messages),
+                    ttl=ttl,
+                    owner=owner,
+                    metadata=metadata,
+                ),
+            )
+            self._data[conversation_id] = stored
+            self._data.move_to_end(conversation_id)
+            self._evict()
+            return stored.copy()
+
     def _load(
         self, conversation_id: str, *, include_expired: bool, last: int | None
     ) -> Conversation | None:
@@ -275,6 +307,20 @@ class MemoryStore(BaseStore):
             conversation.metadata.updated_at = now
             self._data.move_to_end(conversation_id)
             return True
+
+    def _update_metadata(
+        self, conversation_id: str, metadata: dict[str, Any], *, replace: bool
+    ) -> ConversationMetadata | None:
+        now = now_ms()
+        with self._bucket.lock:
+            conversation = self._live(conversation_id, now)
+            if conversation is None:
+                return None
+            meta = conversation.metadata
+            meta.metadata = dict(metadata) if replace else {**meta.metadata, **metadata}
+            meta.updated_at = now
+            self._data.move_to_end(conversation_id)
+            return meta.copy()
 
     def _close(self) -> None:
         """Nothing to release: the memory store keeps its data when closed."""
