@@ -317,6 +317,58 @@ class RedisStore(BaseStore):
             metadata=_parse_metadata(conversation_id, flat),
         )
 
+    def _create(
+        self,
+        conversation_id: str,
+        messages: builtins.list[Message],
+        *,
+        ttl: int | None,
+        metadata: dict[str, Any],
+        owner: str | None,
+    ) -> Conversation | None:
+        meta_args = _metadata_args(metadata)
+        flat = self._run(
+            "create",
+            self._conversation_keys(conversation_id),
+            [
+                self.base,
+                conversation_id,
+                now_ms(),
+                ttl or 0,
+                owner or "",
+                len(meta_args) // 2,
+                *meta_args,
+                *map(_message_json, messages),
+            ],
+        )
+        if not flat:
+            return None
+        return Conversation(
+            conversation_id=conversation_id,
+            messages=messages,
+            metadata=_parse_metadata(conversation_id, flat),
+        )
+
+    def _update_metadata(
+        self, conversation_id: str, metadata: dict[str, Any], *, replace: bool
+    ) -> ConversationMetadata | None:
+        meta_args = _metadata_args(metadata)
+        flat = self._run(
+            "update_metadata",
+            self._conversation_keys(conversation_id),
+            [
+                self.base,
+                conversation_id,
+                now_ms(),
+                "1" if replace else "0",
+                len(meta_args) // 2,
+                *meta_args,
+            ],
+        )
+        if not flat:
+            return None
+        return _parse_metadata(conversation_id, flat)
+
     def _append(
         self, conversation_id: str, messages: builtins.list[Message], *, update_timestamp: bool
     ) -> ConversationMetadata:

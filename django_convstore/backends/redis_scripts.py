@@ -236,6 +236,63 @@ return flat
 """
 )
 
+# KEYS: store keys, meta, msgs, offs. ARGV: base, id, now, ttl ("0" = never),
+# owner ("" = none), n (metadata pairs), 2n metadata field/value strings, then
+# the messages' JSON. Writes nothing and returns false while a live conversation
+# has the id; else replaces whatever expired one is left and returns the meta hash.
+CREATE = (
+    _PRELUDE
+    + r"""
+local id, now_s = ARGV[2], ARGV[3]
+if is_live(META, tonumber(now_s)) then return false end
+local ttl, owner, n = ARGV[4], ARGV[5], tonumber(ARGV[6])
+drop(META, MSGS, OFFS)
+local first = 7 + 2 * n
+local count, bytes = push_all(first, #ARGV)
+redis.call('HSET', META, 'created_at', now_s, 'updated_at', now_s, 'ttl', ttl,
+  'message_count', int(count))
+if owner ~= '' then redis.call('HSET', META, 'owner', owner) end
+hset_pairs(META, 7, first - 1)
+local exp = expires_at(now_s, ttl)
+reindex(id, now_s, exp, owner, count, bytes + metadata_bytes(META))
+local flat = redis.call('HGETALL', META)
+set_expiry(exp)
+return flat
+"""
+)
+
+# KEYS: store keys, meta, msgs, offs. ARGV: base, id, now, replace ("1"/"0"), n,
+# 2n metadata field/value strings. Returns false when the conversation is missing
+# or expired, else its meta hash after the change. Never reads MSGS or OFFS.
+UPDATE_METADATA = (
+    _PRELUDE
+    + r"""
+local id, now_s = ARGV[2], ARGV[3]
+if not is_live(META, tonumber(now_s)) then return false end
+local old_bytes = metadata_bytes(META)
+if ARGV[4] == '1' then
+  local flat = redis.call('HGETALL', META)
+  local stale = {}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 2) == 'm:' then stale[#stale + 1] = flat[i] end
+  end
+  for i = 1, #stale, 1000 do
+    redis.call('HDEL', META, unpack(stale, i, math.min(i + 999, #stale)))
+  end
+end
+hset_pairs(META, 6, 5 + 2 * tonumber(ARGV[5]))
+redis.call('HSET', META, 'updated_at', now_s)
+local v = redis.call('HMGET', META, 'ttl', 'owner', 'message_count')
+local exp = expires_at(now_s, v[1])
+local _, bytes = ledger_get(id)
+reindex(id, now_s, exp, v[2] or '', tonumber(v[3]) or 0,
+  (bytes or 0) - old_bytes + metadata_bytes(META))
+local flat = redis.call('HGETALL', META)
+set_expiry(exp)
+return flat
+"""
+)
+
 # KEYS: store keys, meta, msgs, offs. ARGV: base, id, now, default ttl,
 # update ("1"/"0"), then the messages' JSON.
 APPEND = (
@@ -497,6 +554,8 @@ return {#ids, live}
 
 SCRIPTS: dict[str, str] = {
     "save": SAVE,
+    "create": CREATE,
+    "update_metadata": UPDATE_METADATA,
     "append": APPEND,
     "put": PUT,
     "delete": DELETE,
