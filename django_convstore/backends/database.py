@@ -25,6 +25,12 @@ so it holds the row lock (PostgreSQL, MySQL) or the database write lock
 * Creating a missing conversation inserts its row inside a savepoint; losing
   the race on the unique (namespace, conversation_id) constraint rolls back to
   the savepoint and retries, which finds the winner's row.
+* ``create`` locks like ``save`` and answers None while the locked row is
+  live; a creator that loses the insert race above finds the winner's live
+  row on its retry, so exactly one of simultaneous creators writes.
+* ``update_metadata`` uses append's trick: one UPDATE of the live row
+  (``updated_at``, ``expires_at``) takes the lock, then the metadata is read,
+  merged and written back in the same transaction; messages are not touched.
 
 Readers (no locks). ``load`` reads the row, then the messages inside its
 position range: messages appended in between lie beyond the range and are
@@ -460,6 +466,42 @@ class DatabaseStore(BaseStore):
             metadata=_metadata({"conversation_id": conversation_id, **fields}),
         )
 
+    def _create(
+        self,
+        conversation_id: str,
+        messages: builtins.list[Message],
+        *,
+        ttl: int | None,
+        metadata: dict[str, Any],
+        owner: str | None,
+    ) -> Conversation | None:
+        now = now_ms()
+        db = self._db(write=True)
+        fields: Row = {
+            "created_at": now,
+            "updated_at": now,
+            "ttl": ttl,
+            "expires_at": _expires_at(now, ttl),
+            "message_count": len(messages),
+            "owner": owner,
+            "metadata": metadata,
+        }
+        with self._errors(db), transaction.atomic(using=db):
+            for _attempt in range(MAX_ATTEMPTS):
+                old = self._lock(db, conversation_id)
+                if old is not None and _is_live(old, now):
+                    return None
+                written = self._write_row(db, conversation_id, old, fields)
+                if written is not None:
+                    self._insert_messages(db, written[0], written[1], messages)
+                    return Conversation(
+                        conversation_id=conversation_id,
+                        messages=messages,
+                        metadata=_metadata({"conversation_id": conversation_id, **fields}),
+                    )
+                # A concurrent creator inserted the row first: the next round finds it.
+            raise self._gave_up(db, conversation_id)
+
     def _load(
         self, conversation_id: str, *, include_expired: bool, last: int | None
     ) -> Conversation | None:
@@ -687,6 +729,31 @@ class DatabaseStore(BaseStore):
                 .update(ttl=ttl, updated_at=now, expires_at=_expires_at(now, ttl))
             )
         return bool(updated)
+
+    def _update_metadata(
+        self, conversation_id: str, metadata: dict[str, Any], *, replace: bool
+    ) -> ConversationMetadata | None:
+        now = now_ms()
+        db = self._db(write=True)
+        rows = self._rows(db).filter(conversation_id=conversation_id)
+        touch: Row = {
+            "updated_at": now,
+            "expires_at": ExpressionWrapper(
+                F("ttl") * 1000 + Value(now), output_field=BigIntegerField()
+            ),
+        }
+        with self._errors(db), transaction.atomic(using=db):
+            # The UPDATE comes first: it takes the row lock (the write lock on SQLite),
+            # so the metadata read below cannot change before it is written back.
+            if replace:
+                touch["metadata"] = metadata
+            if not rows.filter(_live(now)).update(**touch):
+                return None
+            row = rows.values(*_META_FIELDS).get()
+            if not replace:
+                row["metadata"] = {**(row["metadata"] or {}), **metadata}
+                rows.filter(pk=row["pk"]).update(metadata=row["metadata"])
+        return _metadata(row)
 
     def _close(self) -> None:
         """Give this thread's connection back the way Django does at the end of a request.
