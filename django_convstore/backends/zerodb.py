@@ -28,6 +28,25 @@ compare-and-set. The protocol built on that:
   live headers exist, writers wait a moment for that, then all update the
   same one (the lowest creation key) and readers see their union, so nothing
   is hidden or lost even if a creator crashed in that moment.
+* **Create** (``create``, create-if-absent) runs that creation protocol but
+  never adopts a rival's header. When a live header exists, or a rival's
+  shows up, it first makes sure that header stands: one still at the
+  revision it was created with gets a fresh ``rev`` (nothing else changes),
+  so its creator's withdrawal, a compare-and-set on that revision, can no
+  longer succeed. Then it deletes the message row it had inserted, if any,
+  and answers None. An expired conversation is started afresh by one
+  compare-and-set of its header row, which only one racer wins.
+  Guaranteed: of simultaneous creates of one id exactly one returns the
+  conversation, and once they have all returned it holds exactly the
+  winner's messages. Not guaranteed: a reader racing them may see a loser's
+  messages for the moment between the loser's insert and its delete (as
+  readers see the union while racing creators settle), and a loser that
+  dies in that moment leaves its message row in the winner's conversation.
+* **Metadata updates** (``update_metadata``) are one compare-and-set of the
+  header (``metadata``, ``updated_at``), merged from the very revision they
+  replace and redone from the fresh header on conflict. Message rows are
+  never touched, and appends compare-and-set the same header, so neither
+  undoes the other: no message and no metadata key is lost.
 * **Save/put** write their messages as a new row at a position above every
   row of the conversation, compare-and-set the header to start there
   (``base``), then bulk-delete the rows below it. Readers switch at the
@@ -56,6 +75,9 @@ it has at most 1000 message rows; one more request per further 1000 rows):
 ``load`` 2, ``exists``/``get_ttl`` 1, ``append`` 2 and ``save`` 3 when this
 process already knows the conversation's header (any earlier operation on
 it), one more otherwise; creating a conversation costs 4.
+``update_metadata`` costs 1 (2 without a known header); ``create`` of a
+missing id 4, and 1 or 2 when a live conversation has the id (2 when its
+header must be confirmed first).
 """
 
 from __future__ import annotations
@@ -402,7 +424,7 @@ class ZeroDBStore(BaseStore):
             self.client.delete_row(self.table_name, header.row_id)
         return done
 
-    def _create(self, header: Header) -> tuple[bool, list[Header]]:
+    def _create_header(self, header: Header) -> tuple[bool, list[Header]]:
         """Insert ``header`` for a missing conversation; (True, []) when the creation stands.
 
         It stands when no rival live header shows up, and also when somebody
@@ -424,6 +446,18 @@ class ZeroDBStore(BaseStore):
         if not self._retire(header, WITHDRAWN):
             return True, []
         return False, self._read_headers(cid)
+
+    def _confirm(self, header: Header) -> tuple[bool, list[Header]]:
+        """Make sure a live ``header`` stands; (False, the fresh headers) when it changed.
+
+        Only its creator withdraws a header, and only by a compare-and-set on
+        the revision it was created with. A header past that revision has
+        stood for good; one still at it is moved past it here (a new ``rev``,
+        nothing else changes), so its creator can no longer withdraw it.
+        """
+        if header.revs:
+            return True, []
+        return self._cas(header, header.evolve())
 
     def _settle(self, conversation_id: str, headers: list[Header], round_: int) -> list[Header]:
         """Give racing creators a moment to leave a single live header."""
@@ -535,7 +569,7 @@ class ZeroDBStore(BaseStore):
             }
             if current is None:
                 header = self._new_header(conversation_id, hkey=hkey, **values)
-                created, headers = self._create(header)
+                created, headers = self._create_header(header)
                 if created:
                     return header
                 time.sleep(_jitter(round_))
@@ -550,6 +584,74 @@ class ZeroDBStore(BaseStore):
                 if view.message_count or view.last > view.base:
                     self._delete_segments_below(conversation_id, base)
                 return new
+        raise self._contention(conversation_id)
+
+    def _create(
+        self,
+        conversation_id: str,
+        messages: builtins.list[Message],
+        *,
+        ttl: int | None,
+        metadata: dict[str, Any],
+        owner: str | None,
+    ) -> Conversation | None:
+        """The creation protocol; None once a rival's live header is sure to stand.
+
+        A missing conversation gets a new header (:meth:`_create_header`); an
+        expired one starts afresh in its header row (a compare-and-set, so of
+        racing creators exactly one succeeds). A creator that loses deletes the
+        message row it had inserted.
+        """
+        size = content_bytes(messages)
+        segment: Segment | None = None
+        headers = self._read_headers(conversation_id)  # fresh: the cache may be stale
+        settled = False
+        for round_ in range(MAX_ROUNDS):
+            headers, settled = self._settle_once(conversation_id, headers, round_, settled)
+            now = now_ms()
+            view, current = resolve(headers, now)
+            if view is not None and current is not None and view.is_live(now):
+                confirmed, headers = self._confirm(current)
+                if confirmed:
+                    if segment is not None:
+                        self.client.delete_row(self.messages_table, segment.row_id)
+                    return None
+                continue
+            floor = max(view.base, view.last) + 1 if view is not None else 0
+            if messages:
+                segment = self._place(segment, conversation_id, messages, floor)
+                base = segment.at
+            else:
+                base, _ = self._keys.next(floor)
+            values = {
+                "created_at": now,
+                "updated_at": now,
+                "ttl": ttl,
+                "owner": owner,
+                "metadata": dict(metadata),
+                "message_count": len(messages),
+                "bytes": size,
+                "base": base,
+                "last": base,
+            }
+            if current is None:
+                header = self._new_header(conversation_id, hkey=self._keys.next(base)[1], **values)
+                created, headers = self._create_header(header)
+                if not created:
+                    time.sleep(_jitter(round_))
+                    continue
+            else:
+                # Expired: the conversation starts afresh in the same header row.
+                header = current.evolve(**values)
+                done, headers = self._cas(current, header)
+                if not done:
+                    continue
+                self._delete_segments_below(conversation_id, base)
+            return Conversation(
+                conversation_id=conversation_id,
+                messages=[m.copy() for m in messages],
+                metadata=header.conversation_metadata(),
+            )
         raise self._contention(conversation_id)
 
     def _load(
@@ -592,7 +694,7 @@ class ZeroDBStore(BaseStore):
                     base=segment.at,
                     last=segment.at,
                 )
-                created, headers = self._create(header)
+                created, headers = self._create_header(header)
                 if created:
                     return header.conversation_metadata()
                 time.sleep(_jitter(round_))
@@ -761,6 +863,38 @@ class ZeroDBStore(BaseStore):
             done, headers = self._cas(current, current.evolve(ttl=ttl, updated_at=now))
             if done:
                 return True
+            cached = False
+        raise self._contention(conversation_id)
+
+    def _update_metadata(
+        self, conversation_id: str, metadata: dict[str, Any], *, replace: bool
+    ) -> ConversationMetadata | None:
+        """A compare-and-set of the header; message rows are never touched.
+
+        The merge is computed from the very revision the compare-and-set
+        replaces, so a concurrent change (an append, a TTL, another metadata
+        update) makes it start again from the fresh header instead of undoing it.
+        """
+        headers, cached = self._known_headers(conversation_id)
+        settled = False
+        for round_ in range(MAX_ROUNDS):
+            headers, settled = self._settle_once(conversation_id, headers, round_, settled)
+            now = now_ms()
+            view, current = resolve(headers, now)
+            if view is None or current is None or not view.is_live(now):
+                if not cached:
+                    return None
+                headers, cached = self._read_headers(conversation_id), False
+                continue
+            merged = dict(metadata) if replace else {**current.metadata, **metadata}
+            new = current.evolve(metadata=merged, updated_at=now)
+            done, headers = self._cas(current, new)
+            if done:
+                if view is current:
+                    return new.conversation_metadata()
+                return dataclasses.replace(
+                    view, metadata=merged, updated_at=max(view.updated_at, now)
+                ).conversation_metadata()
             cached = False
         raise self._contention(conversation_id)
 
