@@ -24,11 +24,10 @@ from rest_framework.throttling import BaseThrottle
 
 from .. import validation
 from ..backends.base import BaseStore
-from ..clock import now_ms
 from ..conf import app_settings
 from ..exceptions import InvalidInputError
 from ..handler import stores
-from ..types import Conversation, ConversationMetadata
+from ..types import ConversationMetadata
 from . import schema
 from .exceptions import ConversationExists, RequestBodyTooLarge, invalid_input, translate
 from .pagination import MAX_OFFSET, ConversationPagination, MessagePagination
@@ -186,25 +185,27 @@ class ConversationViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         """``POST conversations/``: 201 and the conversation; 409 when the id is taken.
 
-        The 409 answers the same whoever owns the existing conversation: it
-        tells only that the id is taken, never whose it is or what it holds.
+        One ``store.create`` call (create-if-absent, atomic): of simultaneous
+        creates of one id exactly one answers 201, and the others 409 without
+        writing anything. The 409 answers the same whoever owns the existing
+        conversation: it tells only that the id is taken, never whose it is or
+        what it holds.
         """
         serializer = ConversationCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        store = self.get_store()
         conversation_id = data.get("conversation_id")
         if conversation_id is None:
             conversation_id = uuid.uuid4().hex
-        elif store.exists(conversation_id):
-            raise ConversationExists()
-        conversation = store.save(
+        conversation = self.get_store().create(
             conversation_id,
             data["messages"],
             ttl=data.get("ttl"),
             metadata=data.get("metadata"),
             owner=self.get_scope().owner_for_new(),
         )
+        if conversation is None:
+            raise ConversationExists()
         return Response(
             conversation.to_dict(),
             status=status.HTTP_201_CREATED,
@@ -256,39 +257,28 @@ class ConversationViewSet(viewsets.ViewSet):
     def partial_update(self, request: Request, conversation_id: str) -> Response:
         """``PATCH conversations/{id}/``: merge ``metadata``, set ``ttl``; returns the metadata.
 
-        A TTL alone goes through ``set_ttl``. Metadata has no store primitive
-        of its own, so the conversation is read and written back with ``put``:
-        a message appended by another request in between would be lost.
+        ``ttl`` goes through ``store.set_ttl`` and ``metadata`` through
+        ``store.update_metadata`` (merged over the existing keys); both are
+        atomic and leave the messages alone, so messages appended meanwhile
+        are never lost. With both, the TTL is set first and the metadata
+        merged second; the response is the metadata after both. An empty or
+        null ``metadata`` changes nothing.
         """
         current = self.visible(conversation_id)
         serializer = ConversationPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         store = self.get_store()
-        if data.get("metadata"):
-            result = self._put_metadata(store, conversation_id, data)
-        elif "ttl" in data:
-            if not store.set_ttl(conversation_id, data["ttl"]):
-                raise NotFound()
-            result = self.visible(conversation_id)
-        else:
-            result = current
-        return Response(result.to_dict())
-
-    def _put_metadata(
-        self, store: BaseStore, conversation_id: str, data: dict[str, Any]
-    ) -> ConversationMetadata:
-        conversation = store.load(conversation_id)
-        if conversation is None:
+        result: ConversationMetadata | None = current
+        if "ttl" in data and not store.set_ttl(conversation_id, data["ttl"]):
             raise NotFound()
-        old = conversation.metadata
-        new = old.copy()
-        new.metadata = {**old.metadata, **data["metadata"]}
-        new.updated_at = max(old.updated_at, now_ms())
-        if "ttl" in data:
-            new.ttl = data["ttl"] or None
-        store.put(Conversation(conversation_id, conversation.messages, new))
-        return new
+        if data.get("metadata"):
+            result = store.update_metadata(conversation_id, data["metadata"])
+        elif "ttl" in data:
+            result = self.visible_or_missing(conversation_id)
+        if result is None:
+            raise NotFound()
+        return Response(result.to_dict())
 
     @extend_schema(
         summary="Delete a conversation",
