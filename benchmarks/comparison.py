@@ -194,6 +194,13 @@ def comparison_section(backends: list[Backend], plan: Plan) -> Section:
     section.data["ratios"] = data
     section.data["lengths"] = list(plan.lengths)
     section.data["labels"] = {name: SHORT[name] for name in names[1:]}
+    section.tables.append(
+        Table(
+            "where we are ahead or behind (their time ÷ ours over all lengths; "
+            "ahead: always ≥ 1.1x, behind: always ≤ 0.9x)",
+            summary_rows(section),
+        )
+    )
     return section
 
 

@@ -12,7 +12,7 @@ class Plan:
     #: Conversation lengths (messages) the per-backend and baseline matrices visit.
     lengths: tuple[int, ...] = (10, 100, 1_000, 10_000)
     #: Timed calls per operation at each length.
-    length_calls: tuple[tuple[int, int], ...] = ((10, 60), (100, 60), (1_000, 25), (10_000, 8))
+    length_calls: tuple[tuple[int, int], ...] = ((10, 60), (100, 60), (1_000, 20), (10_000, 5))
     #: Numbers of stored conversations (memory and Redis, and the Redis baselines).
     scales: tuple[int, ...] = (1_000, 10_000, 100_000)
     #: Extra sizes for our Redis store only (``--large``: one million).

@@ -22,10 +22,16 @@ PLOTS = {
 }
 
 
+def table_markdown(rows: list[dict[str, object]]) -> str:
+    """A Markdown table of ``rows``; columns missing from a row show ``-``."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return markdown_table([{column: row.get(column, "-") for column in columns} for row in rows])
+
+
 def _table(table: Table) -> str:
     if not table.rows:
         return f"*{table.caption}: no rows.*"
-    return f"*{table.caption}*\n\n{markdown_table(table.rows)}"
+    return f"*{table.caption}*\n\n{table_markdown(table.rows)}"
 
 
 def _machine_table(machine: dict[str, str]) -> str:
@@ -265,13 +271,14 @@ def readme_block(sections: list[Section], machine: dict[str, str], *, seconds: f
         lines += [
             "**Requests per operation** (Redis round trips, ZeroDB HTTP requests, SQL "
             "statements incl. BEGIN/COMMIT; one warm call; `a → b` when it changes with "
-            "the conversation's length, 10 → 10,000 messages):",
+            f"the conversation's length, {length.data['lengths'][0]:,} → "
+            f"{length.data['lengths'][-1]:,} messages):",
             "",
-            markdown_table([{k: v for k, v in r.items() if k != "memory"} for r in requests]),
+            table_markdown([{k: v for k, v in r.items() if k != "memory"} for r in requests]),
             "",
             "**Append cost vs conversation length** (medians):",
             "",
-            markdown_table(length.tables[1].rows),
+            table_markdown(length.tables[1].rows),
             "",
         ]
     baselines = _find(sections, "baselines")
@@ -293,7 +300,7 @@ def readme_block(sections: list[Section], machine: dict[str, str], *, seconds: f
             f"**Redis: their time ÷ ours** (above 1: we are faster), at {first:,} → "
             f"{last:,} messages per conversation:",
             "",
-            markdown_table(rows),
+            table_markdown(rows),
             "",
         ]
         for note in baselines.notes:
@@ -311,7 +318,7 @@ def readme_block(sections: list[Section], machine: dict[str, str], *, seconds: f
         lines += [
             "**Listing and stats vs number of stored conversations** (median / p95):",
             "",
-            markdown_table(rows),
+            table_markdown(rows),
             "",
         ]
     concurrency = _find(sections, "concurrency")
@@ -319,7 +326,7 @@ def readme_block(sections: list[Section], machine: dict[str, str], *, seconds: f
         lines += [
             f"**{concurrency.title}:**",
             "",
-            markdown_table(concurrency.tables[0].rows),
+            table_markdown(concurrency.tables[0].rows),
             "",
         ]
     for key, name in PLOTS.items():
