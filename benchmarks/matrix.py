@@ -39,7 +39,15 @@ from .environment import TTL, Backend, redis_counter
 from .peers import OriginalRedis, RawFloor, System
 from .plan import Plan
 from .section import Section, Table
-from .workload import Latency, interleaved, message, messages, microseconds, size_label
+from .workload import (
+    Latency,
+    interleaved,
+    message,
+    messages,
+    microseconds,
+    one_after_another,
+    size_label,
+)
 
 LENGTH_OPERATIONS = (
     "save",
@@ -123,7 +131,7 @@ def measure_lengths(backend: Backend, plan: Plan) -> dict[str, dict[int, tuple[L
             calls = plan.calls_at(length)
             # Appending must not lengthen what is measured by more than ~10%:
             # short conversations are measured on a pool, each growing by a few messages.
-            pool_size = math.ceil(calls / max(1, length // 10))
+            pool_size = math.ceil((plan.max_calls + 2) / max(1, length // 10))
             if pool_size > 1:
                 pool = [f"pool-{length}-{j}" for j in range(pool_size)]
                 for cid in pool:
@@ -134,11 +142,13 @@ def measure_lengths(backend: Backend, plan: Plan) -> dict[str, dict[int, tuple[L
             save_id, save_batch = f"save-{length}", messages(0, length)
             store.save(save_id, save_batch)
             operations = length_operations(store, save_id, save_batch, pool, one)
-            latencies = interleaved(operations, calls=calls)
+            latencies = one_after_another(
+                operations, calls=plan.max_calls, min_calls=calls, budget=plan.call_budget
+            )
             for op, operation in operations.items():
                 results[op][length] = (latencies[op], backend.count(operation))
             if pool == ["main"]:
-                main_count += calls + 2  # the warm-up, timed and counted appends
+                main_count += latencies["append"].calls + 2  # and the warm-up and counted ones
     store.clear()
     return results
 
@@ -150,6 +160,9 @@ def lengths_section(backends: list[Backend], plan: Plan) -> Section:
         "Latency per operation vs conversation length (every backend)",
         "Median / p95 of single calls on a store holding conversations of the given "
         "length, built the way chats grow (one `append` of two messages per turn). "
+        "Each operation makes its calls in a row after an untimed warm-up call "
+        f"(at least {' / '.join(str(c) for _, c in plan.length_calls)} calls at these "
+        f"lengths, up to {plan.max_calls} while within {plan.call_budget:g} s). "
         "`save` replaces a conversation of that length with as many messages "
         "(`CONVSTORE_MAX_BATCH` raised to 10,000 for the run); `append` adds one "
         "message; `list_conversations` asks for a page of 20; `get_stats` counts "

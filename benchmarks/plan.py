@@ -11,7 +11,10 @@ class Plan:
 
     #: Conversation lengths (messages) the per-backend and baseline matrices visit.
     lengths: tuple[int, ...] = (10, 100, 1_000, 10_000)
-    #: Timed calls per operation at each length.
+    #: Timed calls per operation at each length: at least these, and up to
+    #: ``max_calls`` while an operation's calls stay within ``call_budget`` seconds.
+    max_calls: int = 60
+    call_budget: float = 0.5
     length_calls: tuple[tuple[int, int], ...] = ((10, 60), (100, 60), (1_000, 20), (10_000, 5))
     #: Numbers of stored conversations (memory and Redis, and the Redis baselines).
     scales: tuple[int, ...] = (1_000, 10_000, 100_000)
@@ -51,6 +54,8 @@ class Plan:
         return cls(
             lengths=(10, 100),
             length_calls=((10, 3), (100, 3)),
+            max_calls=3,
+            call_budget=0.01,
             scales=(100, 300),
             scale_calls=5,
             scale_budget=0.05,
@@ -72,6 +77,8 @@ class Plan:
         return cls(
             lengths=(10, 100, 1_000),
             length_calls=((10, 15), (100, 15), (1_000, 6)),
+            max_calls=20,
+            call_budget=0.15,
             scales=(1_000, 10_000),
             redis_only_scales=(1_000_000,) if large else (),
             scale_calls=40,
