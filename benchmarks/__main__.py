@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
     seconds = time.perf_counter() - started
     info = machine(redis_version(), postgres_version() if "postgresql" in wanted else None)
+    if "postgresql" not in wanted:
+        info["PostgreSQL"] = "not part of this run (--backends)"
     command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
     (output / "latest.md").write_text(
         report.render(sections, info, command=command, seconds=seconds)
