@@ -125,3 +125,20 @@ def test_stats_report_expired_and_size(small):
     stats = small.get_stats()
     assert stats.expired_conversations == 0
     assert stats.storage_size >= 5
+
+
+def test_storage_size_follows_every_write(small):
+    small.save("a", [_msg("héllo")], metadata={})  # 6 bytes of UTF-8 content
+    small.append("a", [_msg("1234")])
+    small.append("b", [_msg("xy")])
+    metadata_bytes = 2 * len("{}")
+    assert small.get_stats().storage_size == 6 + 4 + 2 + metadata_bytes
+    small.save("a", [_msg("z")])
+    assert small.get_stats().storage_size == 1 + 2 + metadata_bytes
+    small.delete("b")
+    small.save("c", [_msg("abc")])
+    small.save("d", [_msg("abcd")])
+    small.save("e", [_msg("abcde")])  # evicts "a" (max 3)
+    assert small.get_stats().storage_size == 3 + 4 + 5 + 3 * len("{}")
+    small.clear()
+    assert small.get_stats().storage_size == 0

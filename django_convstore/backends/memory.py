@@ -29,12 +29,19 @@ DEFAULT_MAX_CONVERSATIONS = 1000
 @dataclass
 class _Bucket:
     conversations: OrderedDict[str, Conversation] = field(default_factory=OrderedDict)
+    #: UTF-8 bytes of each conversation's message contents, kept up to date on every
+    #: write so ``get_stats`` never reads message bodies.
+    content_bytes: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _buckets: dict[tuple[str, str], _Bucket] = {}
 _buckets_lock = threading.Lock()
 _anonymous_ids = itertools.count(1)
+
+
+def _content_bytes(messages: builtins.list[Message]) -> int:
+    return sum(len(message.content.encode()) for message in messages)
 
 
 def _bucket_for(key: tuple[str, str]) -> _Bucket:
@@ -70,7 +77,16 @@ class MemoryStore(BaseStore):
     def _evict(self) -> None:
         data = self._data
         while len(data) > self.max_conversations:
-            data.popitem(last=False)
+            evicted, _ = data.popitem(last=False)
+            self._bucket.content_bytes.pop(evicted, None)
+
+    def _store(self, conversation: Conversation) -> None:
+        """Hold ``conversation`` as the most recently used one (lock held by the caller)."""
+        conversation_id = conversation.conversation_id
+        self._data[conversation_id] = conversation
+        self._bucket.content_bytes[conversation_id] = _content_bytes(conversation.messages)
+        self._data.move_to_end(conversation_id)
+        self._evict()
 
     def _live(self, conversation_id: str, now: int) -> Conversation | None:
         conversation = self._data.get(conversation_id)
@@ -116,9 +132,7 @@ class MemoryStore(BaseStore):
                     metadata=merged,
                 ),
             )
-            self._data[conversation_id] = stored
-            self._data.move_to_end(conversation_id)
-            self._evict()
+            self._store(stored)
             return stored.copy()
 
     def _create(
@@ -148,9 +162,7 @@ class MemoryStore(BaseStore):
                     metadata=metadata,
                 ),
             )
-            self._data[conversation_id] = stored
-            self._data.move_to_end(conversation_id)
-            self._evict()
+            self._store(stored)
             return stored.copy()
 
     def _load(
@@ -189,8 +201,10 @@ class MemoryStore(BaseStore):
                         ttl=self.default_ttl,
                     ),
                 )
-                self._data[conversation_id] = conversation
+                self._store(conversation)
             conversation.messages.extend(messages)
+            sizes = self._bucket.content_bytes
+            sizes[conversation_id] = sizes.get(conversation_id, 0) + _content_bytes(messages)
             conversation.metadata.message_count = len(conversation.messages)
             if update_timestamp:
                 conversation.metadata.updated_at = now
@@ -200,12 +214,14 @@ class MemoryStore(BaseStore):
 
     def _delete(self, conversation_id: str) -> bool:
         with self._bucket.lock:
+            self._bucket.content_bytes.pop(conversation_id, None)
             return self._data.pop(conversation_id, None) is not None
 
     def _clear(self) -> int:
         with self._bucket.lock:
             count = len(self._data)
             self._data.clear()
+            self._bucket.content_bytes.clear()
             return count
 
     def _live_metadata(self) -> builtins.list[ConversationMetadata]:
@@ -251,9 +267,7 @@ class MemoryStore(BaseStore):
 
     def _put(self, conversation: Conversation) -> None:
         with self._bucket.lock:
-            self._data[conversation.conversation_id] = conversation
-            self._data.move_to_end(conversation.conversation_id)
-            self._evict()
+            self._store(conversation)
 
     def _exists(self, conversation_id: str) -> bool:
         with self._bucket.lock:
@@ -272,7 +286,7 @@ class MemoryStore(BaseStore):
                     continue
                 live += 1
                 messages += conversation.metadata.message_count
-                size += sum(len(m.content.encode()) for m in conversation.messages)
+                size += self._bucket.content_bytes.get(conversation.conversation_id, 0)
                 size += len(json.dumps(conversation.metadata.metadata))
         return StoreStats(
             total_conversations=live,
@@ -287,6 +301,7 @@ class MemoryStore(BaseStore):
             expired = [cid for cid, c in self._data.items() if c.metadata.is_expired(now)]
             for conversation_id in expired:
                 del self._data[conversation_id]
+                self._bucket.content_bytes.pop(conversation_id, None)
         return len(expired)
 
     def _get_ttl(self, conversation_id: str) -> int:
