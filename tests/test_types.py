@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import enum
+import json
 from datetime import datetime, timezone
 
 import pytest
 from django.test import override_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from django_convstore import Conversation, ConversationMetadata, Message, Page, StoreStats
-from django_convstore.validation import validate_message, validate_timestamp
+from django_convstore.validation import (
+    _is_encodable,
+    validate_message,
+    validate_metadata,
+    validate_timestamp,
+)
 
 
 def test_message_defaults_and_round_trip():
@@ -72,3 +81,49 @@ def test_tuples_in_metadata_become_lists():
 def test_message_must_be_mapping(bad):
     with pytest.raises(ValueError, match="must be a message object"):
         validate_message(bad)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(metadata=st.dictionaries(st.text(), JSON_VALUES, max_size=4))
+def test_metadata_fast_path_matches_a_json_round_trip(metadata):
+    try:
+        expected = json.loads(json.dumps(metadata, allow_nan=False, ensure_ascii=False))
+    except ValueError:
+        return
+    if not _is_encodable(json.dumps(metadata, ensure_ascii=False)):
+        with pytest.raises(ValueError, match="lone surrogates"):
+            validate_metadata(metadata)
+        return
+    copied = validate_metadata(metadata)
+    assert copied == expected
+    assert json.dumps(copied) == json.dumps(expected)
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+class Tag(str):
+    pass
+
+
+def test_metadata_with_subclasses_takes_the_json_path():
+    assert validate_metadata({"c": Colour.RED, Tag("k"): Tag("v"), "t": (1, 2)}) == {
+        "c": 1,
+        "k": "v",
+        "t": [1, 2],
+    }
+    assert type(validate_metadata({"c": Colour.RED})["c"]) is int
