@@ -19,7 +19,7 @@ from typing import Any
 from django_convstore.backends.base import BaseStore
 
 from .environment import Backend, redis_counter
-from .matrix import cycle, large_batches
+from .matrix import large_batches
 from .peers import (
     AgentsSession,
     LangChainHistory,
@@ -34,6 +34,7 @@ from .plan import Plan
 from .section import Section, Table
 from .workload import (
     Latency,
+    cycle,
     message,
     messages,
     microseconds,

@@ -22,11 +22,8 @@ same machine noise.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,51 +44,9 @@ from django_convstore.clock import now_ms  # noqa: E402
 from django_convstore.types import Conversation, ConversationMetadata, Message  # noqa: E402
 
 from .timing import markdown_table  # noqa: E402
+from .workload import cycle, fill, message, paired_medians  # noqa: E402
 
 BACKEND = "django_convstore.backends.database.DatabaseStore"
-CONTENT = (
-    "Sure - here is a short answer with enough words to look like a real chat message, "
-    "about two hundred characters long, which is typical for assistant replies in practice."
-)
-
-
-def message(i: int) -> dict[str, Any]:
-    """One realistic message."""
-    return {
-        "role": "user" if i % 2 else "assistant",
-        "content": f"{CONTENT} #{i}",
-        "metadata": {"tokens": 42},
-    }
-
-
-def fill(store: DatabaseStore, cid: str, count: int) -> None:
-    """Give ``cid`` ``count`` messages, 1,000 per append."""
-    for start in range(0, count, 1000):
-        store.append(cid, [message(i) for i in range(start, min(count, start + 1000))])
-
-
-def paired_medians(
-    first: Callable[[], object], second: Callable[[], object], *, calls: int
-) -> tuple[float, float]:
-    """Median seconds per call of two operations timed alternately, call by call."""
-    a: list[float] = []
-    b: list[float] = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        first()
-        middle = time.perf_counter()
-        second()
-        b.append(time.perf_counter() - middle)
-        a.append(middle - start)
-    return statistics.median(a), statistics.median(b)
-
-
-def round_robin(ids: list[str]) -> Callable[[], str]:
-    """A function returning the ids in turn, forever."""
-    cycle = itertools.cycle(ids)
-    return lambda: next(cycle)
-
-
 # -- scratch databases ------------------------------------------------------------------------
 
 
@@ -256,7 +211,7 @@ def measure(alias: str, vendor: str, quick: bool) -> list[dict[str, object]]:
         fill(store, cid, 10)
     for cid in large_ids:
         fill(store, cid, 5000)
-    next_small, next_large = round_robin(small_ids), round_robin(large_ids)
+    next_small, next_large = cycle(small_ids), cycle(large_ids)
     at_5000, at_10 = paired_medians(
         lambda: store.append(next_large(), [message(0)]),
         lambda: store.append(next_small(), [message(0)]),

@@ -41,6 +41,7 @@ from .plan import Plan
 from .section import Section, Table
 from .workload import (
     Latency,
+    cycle,
     interleaved,
     message,
     messages,
@@ -66,12 +67,6 @@ def large_batches() -> Iterator[None]:
     """Allow the run's 10,000-message saves (``CONVSTORE_MAX_BATCH`` defaults to 1,000)."""
     with override_settings(CONVSTORE_MAX_BATCH=MAX_BATCH):
         yield
-
-
-def cycle(ids: list[str]) -> Callable[[], str]:
-    """A function returning ``ids`` in turn, forever."""
-    ids_cycle = itertools.cycle(ids)
-    return lambda: next(ids_cycle)
 
 
 def grow(store: BaseStore, cid: str, have: int, want: int) -> int:

@@ -20,11 +20,8 @@ medians, so both see the same machine noise.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import statistics
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -43,25 +40,7 @@ from tests.servers.redis_counting import CountingConnection  # noqa: E402
 from tests.servers.redis_server import RedisServer  # noqa: E402
 
 from .timing import latencies, markdown_table  # noqa: E402
-
-CONTENT = (
-    "Sure - here is a short answer with enough words to look like a real chat message, "
-    "about two hundred characters long, which is typical for assistant replies in practice."
-)
-
-
-def message(i: int) -> dict[str, Any]:
-    """One realistic message (about 300 bytes of JSON)."""
-    return {
-        "role": "user" if i % 2 else "assistant",
-        "content": f"{CONTENT} #{i}",
-        "metadata": {"tokens": 42},
-    }
-
-
-def _fill(store: RedisStore, cid: str, count: int) -> None:
-    for start in range(0, count, 1000):
-        store.append(cid, [message(i) for i in range(start, min(count, start + 1000))])
+from .workload import cycle, fill, message, paired_medians  # noqa: E402
 
 
 class OriginalRedisStore:
@@ -99,31 +78,6 @@ class OriginalRedisStore:
         blob["metadata"]["updatedAt"] = now
         blob["metadata"]["messageCount"] = len(blob["messages"])
         self.client.set(self.key(cid), json.dumps(blob))
-
-
-def paired_medians(
-    first: Callable[[], object], second: Callable[[], object], *, calls: int
-) -> tuple[float, float]:
-    """Median seconds per call of two operations timed alternately, call by call.
-
-    Alternating makes both see the same machine noise (other processes, CPU
-    frequency), so their ratio is stable even on a busy machine.
-    """
-    a: list[float] = []
-    b: list[float] = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        first()
-        middle = time.perf_counter()
-        second()
-        b.append(time.perf_counter() - middle)
-        a.append(middle - start)
-    return statistics.median(a), statistics.median(b)
-
-
-def _round_robin(ids: list[str]) -> Callable[[], str]:
-    cycle = itertools.cycle(ids)
-    return lambda: next(cycle)
 
 
 def round_trips(store: RedisStore) -> dict[str, int]:
@@ -181,8 +135,8 @@ def run(quick: bool = False) -> list[dict[str, object]]:
                 }
             )
 
-        _fill(store, "lat", 100)
-        _fill(store, "lat-append", 100)
+        fill(store, "lat", 100)
+        fill(store, "lat-append", 100)
         for name, operation in {
             "save (2 messages)": lambda: store.save("lat-save", [message(0), message(1)]),
             "append (1 message)": lambda: store.append("lat-append", [message(1)]),
@@ -206,9 +160,9 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         # each grows by only calls/100 messages while being measured.
         small_ids = [f"small-{i}" for i in range(100)]
         for cid in small_ids:
-            _fill(store, cid, 10)
-        _fill(store, "large", 5000)
-        next_small = _round_robin(small_ids)
+            fill(store, cid, 10)
+        fill(store, "large", 5000)
+        next_small = cycle(small_ids)
         at_5000, at_10 = paired_medians(
             lambda: store.append("large", [message(0)]),
             lambda: store.append(next_small(), [message(0)]),
@@ -219,9 +173,9 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         # Append vs the original algorithm, both at 1,000 messages (5 conversations each).
         ids = [f"k{i}" for i in range(5)]
         for cid in ids:
-            _fill(store, f"thousand-{cid}", 1000)
+            fill(store, f"thousand-{cid}", 1000)
             original.save(cid, [message(i) for i in range(1000)])
-        ours_next, theirs_next = _round_robin(ids), _round_robin(ids)
+        ours_next, theirs_next = cycle(ids), cycle(ids)
         ours, theirs = paired_medians(
             lambda: store.append(f"thousand-{ours_next()}", [message(0)]),
             lambda: original.append(theirs_next(), [message(0)]),
@@ -239,7 +193,7 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         )
 
         # Loading 10,000 messages vs the original's single GET + json.loads.
-        _fill(store, "ten-thousand", 10_000)
+        fill(store, "ten-thousand", 10_000)
         original.save("ten-thousand", [message(i) for i in range(10_000)])
         ours, theirs = paired_medians(
             lambda: store.load("ten-thousand"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,38 @@ def message(i: int) -> dict[str, Any]:
 def messages(start: int, count: int) -> list[dict[str, Any]]:
     """Messages ``start`` … ``start + count - 1``."""
     return [message(i) for i in range(start, start + count)]
+
+
+def fill(store: Any, cid: str, count: int) -> None:
+    """Give ``cid`` ``count`` messages through ``store.append``, 1,000 per call."""
+    for start in range(0, count, 1000):
+        store.append(cid, messages(start, min(1000, count - start)))
+
+
+def cycle(ids: list[str]) -> Callable[[], str]:
+    """A function returning ``ids`` in turn, forever."""
+    ids_cycle = itertools.cycle(ids)
+    return lambda: next(ids_cycle)
+
+
+def paired_medians(
+    first: Callable[[], object], second: Callable[[], object], *, calls: int
+) -> tuple[float, float]:
+    """Median seconds per call of two operations timed alternately, call by call.
+
+    Alternating makes both see the same machine noise (other processes, CPU
+    frequency), so their ratio is stable even on a busy machine.
+    """
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        first()
+        middle = time.perf_counter()
+        second()
+        b.append(time.perf_counter() - middle)
+        a.append(middle - start)
+    return statistics.median(a), statistics.median(b)
 
 
 @dataclass(frozen=True)
