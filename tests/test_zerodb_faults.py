@@ -340,3 +340,20 @@ def test_no_requests_exception_ever_escapes(make, server):
         with pytest.raises(ConvStoreError):
             operation()
         server.clear_faults()
+
+
+def test_retry_after_header_forms():
+    import email.utils
+    import time
+
+    from django_convstore.backends.zerodb_client import _retry_after
+
+    assert _retry_after(None) is None
+    assert _retry_after("") is None
+    assert _retry_after("3") == 3.0
+    assert _retry_after(" 1.5 ") == 1.5
+    assert _retry_after("soon") is None
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= _retry_after(later) <= 31
+    past = email.utils.formatdate(time.time() - 30, usegmt=True)
+    assert _retry_after(past) == 0.0

@@ -142,10 +142,8 @@ def _detail(payload: Any, text: str) -> str:
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if value.strip().replace(".", "", 1).isdigit():
+        return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
