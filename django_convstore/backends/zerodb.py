@@ -848,32 +848,15 @@ class ZeroDBStore(BaseStore):
             return -2
         return remaining_ttl(view.conversation_metadata(), now)
 
-    def _set_ttl(self, conversation_id: str, ttl: int | None) -> bool:
-        headers, cached = self._known_headers(conversation_id)
-        settled = False
-        for round_ in range(MAX_ROUNDS):
-            headers, settled = self._settle_once(conversation_id, headers, round_, settled)
-            now = now_ms()
-            view, current = resolve(headers, now)
-            if view is None or current is None or not view.is_live(now):
-                if not cached:
-                    return False
-                headers, cached = self._read_headers(conversation_id), False
-                continue
-            done, headers = self._cas(current, current.evolve(ttl=ttl, updated_at=now))
-            if done:
-                return True
-            cached = False
-        raise self._contention(conversation_id)
+    def _change_live_header(
+        self, conversation_id: str, change: Callable[[Any, int], Any]
+    ) -> tuple[Any, Any, int] | None:
+        """Compare-and-set the live header to ``change(current, now)``, retrying on conflict.
 
-    def _update_metadata(
-        self, conversation_id: str, metadata: dict[str, Any], *, replace: bool
-    ) -> ConversationMetadata | None:
-        """A compare-and-set of the header; message rows are never touched.
-
-        The merge is computed from the very revision the compare-and-set
-        replaces, so a concurrent change (an append, a TTL, another metadata
-        update) makes it start again from the fresh header instead of undoing it.
+        ``change`` runs on the very revision the compare-and-set replaces, so a
+        concurrent change (an append, a TTL, a metadata update) makes it start
+        again from the fresh header instead of undoing it. Returns the resolved
+        view, the header written and ``now``; None when missing or expired.
         """
         headers, cached = self._known_headers(conversation_id)
         settled = False
@@ -886,17 +869,37 @@ class ZeroDBStore(BaseStore):
                     return None
                 headers, cached = self._read_headers(conversation_id), False
                 continue
-            merged = dict(metadata) if replace else {**current.metadata, **metadata}
-            new = current.evolve(metadata=merged, updated_at=now)
+            new = change(current, now)
             done, headers = self._cas(current, new)
             if done:
-                if view is current:
-                    return new.conversation_metadata()
-                return dataclasses.replace(
-                    view, metadata=merged, updated_at=max(view.updated_at, now)
-                ).conversation_metadata()
+                return (new if view is current else view), new, now
             cached = False
         raise self._contention(conversation_id)
+
+    def _set_ttl(self, conversation_id: str, ttl: int | None) -> bool:
+        changed = self._change_live_header(
+            conversation_id, lambda current, now: current.evolve(ttl=ttl, updated_at=now)
+        )
+        return changed is not None
+
+    def _update_metadata(
+        self, conversation_id: str, metadata: dict[str, Any], *, replace: bool
+    ) -> ConversationMetadata | None:
+        """A compare-and-set of the header; message rows are never touched."""
+
+        def change(current: Any, now: int) -> Any:
+            merged = dict(metadata) if replace else {**current.metadata, **metadata}
+            return current.evolve(metadata=merged, updated_at=now)
+
+        changed = self._change_live_header(conversation_id, change)
+        if changed is None:
+            return None
+        view, new, now = changed
+        if view is new:
+            return new.conversation_metadata()
+        return dataclasses.replace(
+            view, metadata=new.metadata, updated_at=max(view.updated_at, now)
+        ).conversation_metadata()
 
     def _close(self) -> None:
         client, self._client = self._client, None
