@@ -197,6 +197,15 @@ end
 local function expired_ids(now)
   return redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', int(now))
 end
+
+-- The end of every write: index the conversation, put its expiry on all its
+-- keys and return its meta hash.
+local function finish_write(id, updated, exp, owner, count, bytes)
+  reindex(id, updated, exp, owner, count, bytes)
+  local flat = redis.call('HGETALL', META)
+  set_expiry(exp)
+  return flat
+end
 """
     + _READ
 )
@@ -229,10 +238,7 @@ else
 end
 hset_pairs(META, 7, first - 1)
 local exp = expires_at(now_s, ttl)
-reindex(id, now_s, exp, owner, count, bytes + metadata_bytes(META))
-local flat = redis.call('HGETALL', META)
-set_expiry(exp)
-return flat
+return finish_write(id, now_s, exp, owner, count, bytes + metadata_bytes(META))
 """
 )
 
@@ -254,10 +260,7 @@ redis.call('HSET', META, 'created_at', now_s, 'updated_at', now_s, 'ttl', ttl,
 if owner ~= '' then redis.call('HSET', META, 'owner', owner) end
 hset_pairs(META, 7, first - 1)
 local exp = expires_at(now_s, ttl)
-reindex(id, now_s, exp, owner, count, bytes + metadata_bytes(META))
-local flat = redis.call('HGETALL', META)
-set_expiry(exp)
-return flat
+return finish_write(id, now_s, exp, owner, count, bytes + metadata_bytes(META))
 """
 )
 
@@ -285,11 +288,8 @@ redis.call('HSET', META, 'updated_at', now_s)
 local v = redis.call('HMGET', META, 'ttl', 'owner', 'message_count')
 local exp = expires_at(now_s, v[1])
 local _, bytes = ledger_get(id)
-reindex(id, now_s, exp, v[2] or '', tonumber(v[3]) or 0,
+return finish_write(id, now_s, exp, v[2] or '', tonumber(v[3]) or 0,
   (bytes or 0) - old_bytes + metadata_bytes(META))
-local flat = redis.call('HGETALL', META)
-set_expiry(exp)
-return flat
 """
 )
 
@@ -314,10 +314,7 @@ end
 local v = redis.call('HMGET', META, 'updated_at', 'ttl', 'owner')
 local exp = expires_at(v[1], v[2])
 local _, old_bytes = ledger_get(id)
-reindex(id, v[1], exp, v[3] or '', count, (old_bytes or 0) + added)
-local flat = redis.call('HGETALL', META)
-set_expiry(exp)
-return flat
+return finish_write(id, v[1], exp, v[3] or '', count, (old_bytes or 0) + added)
 """
 )
 
