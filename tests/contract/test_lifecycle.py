@@ -172,7 +172,7 @@ def test_get_stats(store, backend_name):
         assert stats.storage_size > 0
 
 
-def test_cleanup_removes_expired_only(store, backend_name):
+def test_cleanup_removes_expired_only(store):
     store.save("live", [msg("a")], ttl=3600)
     store.save("forever", [msg("b")])
     store.put(expired_conversation("dead-1"))
