@@ -128,13 +128,13 @@ def test_list_rejects_an_overlong_prefix(api_store: BaseStore, owner_client: API
     assert "prefix" in response.json()
 
 
-def test_staff_list_everything(
-    api_store: BaseStore, client_for: Any, staff: Any, owner: Any
+def test_view_permission_lists_everything(
+    api_store: BaseStore, client_for: Any, manager: Any, owner: Any
 ) -> None:
     api_store.save("alices", [], owner=str(owner.pk))
     api_store.save("ownerless", [])
 
-    body = client_for(staff).get(url()).json()
+    body = client_for(manager).get(url()).json()
 
     assert {item["conversation_id"] for item in body["results"]} == {"alices", "ownerless"}
 
@@ -297,7 +297,7 @@ def test_retrieve_missing_or_expired_is_404(
 
 @pytest.mark.parametrize(
     "conversation_id",
-    ["with space", "per%cent", "ünïcødé-会话-🙂", "dots.and..dots", "q?uery#frag", "a+b&c=d", "."],
+    ["with space", "per%cent", "ünïcødé-会话-🙂", "dots.and..dots", "q?uery#frag", "a+b&c=d", "..."],
 )
 def test_ids_with_special_characters_are_addressable_url_encoded(
     api_store: BaseStore, owner_client: APIClient, conversation_id: str
@@ -336,11 +336,11 @@ def test_ids_containing_a_slash_are_not_addressable(
 
 
 def test_put_replaces_messages_and_keeps_owner_and_created_at(
-    api_store: BaseStore, owner_client: APIClient, client_for: Any, staff: Any, owner: Any
+    api_store: BaseStore, owner_client: APIClient, client_for: Any, manager: Any, owner: Any
 ) -> None:
     original = api_store.save("c", msgs(3), owner=str(owner.pk), metadata={"a": 1})
 
-    response = client_for(staff).put(
+    response = client_for(manager).put(
         url("c"), {"messages": msgs(1, start=10), "metadata": {"b": 2}, "ttl": 0}, format="json"
     )
 
@@ -505,12 +505,47 @@ def test_append_one_message_object(
     )
 
 
-def test_append_to_a_missing_conversation_is_404(
-    api_store: BaseStore, owner_client: APIClient
+def test_append_to_a_missing_conversation_creates_it_for_the_caller(
+    api_store: BaseStore, owner_client: APIClient, owner: Any
 ) -> None:
-    response = owner_client.post(url("nope", "messages"), {"messages": msgs(1)}, format="json")
-    assert response.status_code == 404
-    assert not api_store.exists("nope")
+    response = owner_client.post(url("new", "messages"), {"messages": msgs(2)}, format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["owner"] == str(owner.pk) and body["message_count"] == 2
+    stored = api_store.load("new")
+    assert stored is not None and stored.metadata.owner == str(owner.pk)
+    assert [m.id for m in stored.messages] == ["m0", "m1"]
+
+
+def test_append_skips_ids_the_conversation_holds(
+    api_store: BaseStore, owner_client: APIClient, owner: Any
+) -> None:
+    api_store.save("c", msgs(2), owner=str(owner.pk))
+    before = api_store.load("c", last=0)
+    assert before is not None
+
+    retried = owner_client.post(url("c", "messages"), {"messages": msgs(2)}, format="json")
+    more = owner_client.post(url("c", "messages"), {"messages": msgs(3)}, format="json")
+
+    assert retried.status_code == 201
+    assert retried.json() == before.metadata.to_dict()  # nothing new, nothing changed
+    assert more.json()["message_count"] == 3
+    stored = api_store.load("c")
+    assert stored is not None and [m.id for m in stored.messages] == ["m0", "m1", "m2"]
+
+
+def test_duplicate_ids_in_one_append_answer_400(
+    api_store: BaseStore, owner_client: APIClient, owner: Any
+) -> None:
+    api_store.save("c", [], owner=str(owner.pk))
+    response = owner_client.post(
+        url("c", "messages"), {"messages": msgs(1) + msgs(1)}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "messages": {"1": {"id": ["duplicates the id of messages.0 (ids must be distinct)."]}}
+    }
 
 
 # -- ttl ----------------------------------------------------------------------------------
@@ -544,11 +579,13 @@ def test_ttl_put_rejects_bad_values(
 # -- stats --------------------------------------------------------------------------------
 
 
-def test_stats_for_staff(api_store: BaseStore, client_for: Any, staff: Any, owner: Any) -> None:
+def test_stats_with_view_permission(
+    api_store: BaseStore, client_for: Any, make_user: Any, owner: Any
+) -> None:
     api_store.save("a", msgs(2), owner=str(owner.pk))
     api_store.save("b", msgs(3))
 
-    response = client_for(staff).get(url() + "stats/")
+    response = client_for(make_user("viewer", perms=["view_conversation"])).get(url() + "stats/")
 
     assert response.status_code == 200
     body = response.json()
@@ -594,3 +631,192 @@ def test_message_window_survives_appends_after_the_count_was_read(api_store: Bas
 
     assert [m.id for m in window] == ["m2", "m3", "m4"]
     assert paginator.count == 10
+
+
+# -- pop and truncate -----------------------------------------------------------------------
+
+
+def test_pop_removes_and_returns_the_newest_messages(
+    api_store: BaseStore, owner_client: APIClient, owner: Any
+) -> None:
+    api_store.save("c", msgs(5), owner=str(owner.pk))
+
+    one = owner_client.post(url("c", "pop"), {}, format="json")
+    two = owner_client.post(url("c", "pop"), {"count": 2}, format="json")
+
+    assert one.status_code == 200
+    assert [m["id"] for m in one.json()["messages"]] == ["m4"]
+    assert [m["id"] for m in two.json()["messages"]] == ["m2", "m3"]
+    assert two.json()["messages"][0] == msgs(5)[2] | {
+        "timestamp": two.json()["messages"][0]["timestamp"],
+        "metadata": {},
+    }
+    stored = api_store.load("c")
+    assert stored is not None and [m.id for m in stored.messages] == ["m0", "m1"]
+
+    rest = owner_client.post(url("c", "pop"), {"count": 50}, format="json").json()
+    assert [m["id"] for m in rest["messages"]] == ["m0", "m1"]
+    empty = owner_client.post(url("c", "pop"), {}, format="json")
+    assert empty.status_code == 200 and empty.json() == {"messages": []}
+    assert api_store.exists("c")
+
+
+def test_pop_without_a_body_pops_one(
+    api_store: BaseStore, owner_client: APIClient, owner: Any
+) -> None:
+    api_store.save("c", msgs(2), owner=str(owner.pk))
+    response = owner_client.post(url("c", "pop"))
+    assert response.status_code == 200
+    assert [m["id"] for m in response.json()["messages"]] == ["m1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({"count": 0}, {"count": ["must be at least 1."]}),
+        ({"count": "2"}, {"count": ["must be an integer."]}),
+        ({"count": 1001}, {"count": ["at most 1000 messages per call."]}),
+        ([1], {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
+    ],
+)
+def test_pop_rejects_bad_counts(
+    api_store: BaseStore, owner_client: APIClient, owner: Any, body: Any, errors: Any
+) -> None:
+    api_store.save("c", msgs(2), owner=str(owner.pk))
+    response = owner_client.post(url("c", "pop"), body, format="json")
+    assert response.status_code == 400
+    assert response.json() == errors
+    stored = api_store.load("c")
+    assert stored is not None and stored.metadata.message_count == 2
+
+
+def test_truncate_keeps_the_oldest_messages(
+    api_store: BaseStore, owner_client: APIClient, owner: Any
+) -> None:
+    saved = api_store.save("c", msgs(5), owner=str(owner.pk))
+
+    beyond = owner_client.post(url("c", "truncate"), {"keep": 10**12}, format="json")
+    assert beyond.status_code == 200 and beyond.json() == saved.metadata.to_dict()
+
+    response = owner_client.post(url("c", "truncate"), {"keep": 2}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["message_count"] == 2 and body["owner"] == str(owner.pk)
+    assert body["updated_at"] >= saved.metadata.updated_at
+    stored = api_store.load("c")
+    assert stored is not None and [m.id for m in stored.messages] == ["m0", "m1"]
+
+    # The "regenerate" flow: truncate, then append the new answer.
+    owner_client.post(url("c", "truncate"), {"keep": 1}, format="json")
+    owner_client.post(url("c", "messages"), {"role": "assistant", "content": "again"}, format="json")
+    stored = api_store.load("c")
+    assert stored is not None and [m.content for m in stored.messages] == ["message 0", "again"]
+
+    assert owner_client.post(url("c", "truncate"), {"keep": 0}, format="json").json()[
+        "message_count"
+    ] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({}, {"keep": ["This field is required."]}),
+        ({"keep": -1}, {"keep": ["must be at least 0."]}),
+        ({"keep": None}, {"keep": ["must be an integer."]}),
+        ({"keep": 1.0}, {"keep": ["must be an integer."]}),
+    ],
+)
+def test_truncate_rejects_bad_values(
+    api_store: BaseStore, owner_client: APIClient, owner: Any, body: Any, errors: Any
+) -> None:
+    api_store.save("c", msgs(2), owner=str(owner.pk))
+    response = owner_client.post(url("c", "truncate"), body, format="json")
+    assert response.status_code == 400
+    assert response.json() == errors
+
+
+@pytest.mark.parametrize("sub", ["pop", "truncate"])
+def test_pop_and_truncate_of_missing_or_others_conversations_are_404(
+    api_store: BaseStore, owner_client: APIClient, sub: str
+) -> None:
+    api_store.save("theirs", msgs(3), owner="someone-else")
+    body = {"keep": 0} if sub == "truncate" else {"count": 3}
+    for cid in ("missing", "theirs"):
+        response = owner_client.post(url(cid, sub), body, format="json")
+        assert response.status_code == 404
+        assert response.json() == owner_client.get(url("missing")).json()
+    stored = api_store.load("theirs")
+    assert stored is not None and stored.metadata.message_count == 3
+
+
+# -- URLs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("post", "/api/conversations", {"conversation_id": "c", "messages": []}, 201),
+        ("get", "/api/conversations", None, 200),
+        ("get", "/api/conversations/c", None, 200),
+        ("put", "/api/conversations/c", {"messages": []}, 200),
+        ("patch", "/api/conversations/c", {"metadata": {"a": 1}}, 200),
+        ("post", "/api/conversations/c/messages", {"role": "user", "content": "x"}, 201),
+        ("get", "/api/conversations/c/messages", None, 200),
+        ("get", "/api/conversations/c/ttl", None, 200),
+        ("post", "/api/conversations/c/pop", {}, 200),
+        ("post", "/api/conversations/c/truncate", {"keep": 0}, 200),
+        ("get", "/api/conversations/stats", None, 403),
+        ("delete", "/api/conversations/c", None, 204),
+    ],
+)
+def test_every_route_answers_without_its_trailing_slash(
+    api_store: BaseStore,
+    owner_client: APIClient,
+    owner: Any,
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+) -> None:
+    if not path.endswith("/conversations"):
+        api_store.save("c", msgs(1), owner=str(owner.pk))
+    response = getattr(owner_client, method)(path, body, format="json")
+    assert response.status_code == status, response.content
+    if status == 201 and method == "post" and "messages" not in path:
+        assert response["Location"] == "http://testserver/api/conversations/c/"
+
+
+@pytest.mark.parametrize(
+    ("conversation_id", "error"),
+    [
+        (".", "'.' cannot be addressed through the REST API."),
+        ("..", "'..' cannot be addressed through the REST API."),
+        ("stats", "'stats' cannot be addressed through the REST API."),
+        ("rtl\u202eevil", "must not contain Unicode format characters"),
+        ("zero\u200bwidth", "must not contain Unicode format characters"),
+        ("bom\ufeff", "must not contain Unicode format characters"),
+    ],
+)
+def test_writes_that_would_create_unaddressable_ids_answer_400(
+    api_store: BaseStore, owner_client: APIClient, conversation_id: str, error: str
+) -> None:
+    for sub, body in ((None, {"messages": []}), ("messages", {"role": "user", "content": "x"})):
+        method = "put" if sub is None else "post"
+        response = getattr(owner_client, method)(url(conversation_id, sub), body, format="json")
+        if conversation_id == "stats" and sub is None:
+            assert response.status_code == 405  # the stats endpoint only answers GET
+            continue
+        assert response.status_code == 400, response.content
+        assert error in response.json()["conversation_id"][0]
+    assert api_store.list() == []
+
+
+def test_conversations_with_format_characters_made_elsewhere_stay_readable(
+    api_store: BaseStore, owner_client: APIClient, owner: Any
+) -> None:
+    # The store accepts them (migrations); the API still reads and deletes them.
+    cid = "legacy\u200bid"
+    api_store.save(cid, msgs(2), owner=str(owner.pk))
+    assert owner_client.get(url(cid)).status_code == 200
+    assert owner_client.post(url(cid, "pop"), {}, format="json").status_code == 200
+    assert owner_client.delete(url(cid)).status_code == 204

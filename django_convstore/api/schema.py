@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from .serializers import ErrorSerializer
+from .text import markdown_from_rest
+
+
+class ConvStoreAutoSchema(AutoSchema):
+    """drf-spectacular's ``AutoSchema``, with docstrings' reST markup rewritten as Markdown."""
+
+    def get_description(self) -> str:  # type: ignore[override]
+        """The operation's docstring as Markdown."""
+        return markdown_from_rest(super().get_description())
+
 
 _ERRORS: dict[int, OpenApiResponse] = {
     400: OpenApiResponse(
@@ -46,8 +57,8 @@ CONVERSATION_ID = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.PATH,
     description="The conversation id, URL-encoded. Ids containing '/' are not addressable, "
-    "and 'stats' is the stats endpoint.",
-    pattern=r"^(?!stats$)[^/]+$",
+    "'stats' is the stats endpoint, and '.' and '..' are path segments.",
+    pattern=r"^(?!(?:stats|\.|\.\.)$)[^/]+$",
 )
 LIMIT = OpenApiParameter(
     "limit", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Items per page (1-1000)."

@@ -1,9 +1,12 @@
 """``ConversationViewSet``: the REST API over the store named by ``CONVSTORE_API_STORE``.
 
-Every request is scoped by :mod:`django_convstore.api.permissions`: a
-conversation the user may not see answers 404, exactly like a missing one.
-Store errors are translated by :mod:`django_convstore.api.exceptions`, so bad
-input answers 400, an unreachable backend 503, a failing backend 502.
+Every store call carries the owner the request acts as (see
+:mod:`django_convstore.api.permissions`): the user's own, so the store itself
+treats other owners' conversations as missing (404) inside its atomic step,
+or None for a user with the cross-owner permission. No view checks first and
+writes second. Store errors are translated by
+:mod:`django_convstore.api.exceptions`: bad input answers 400, an
+unreachable backend 503, a failing backend 502.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from django.utils.encoding import smart_str
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -21,15 +25,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
+from rest_framework.utils import formatting
 
 from .. import validation
 from ..backends.base import BaseStore
 from ..conf import app_settings
 from ..exceptions import InvalidInputError
 from ..handler import stores
-from ..types import ConversationMetadata
-from . import schema
+from ..types import Conversation, ConversationMetadata, Message
+from . import schema as openapi
+from .authentication import ChallengeMixin
 from .exceptions import ConversationExists, RequestBodyTooLarge, invalid_input, translate
+from .ownership import write_as
 from .pagination import MAX_OFFSET, ConversationPagination, MessagePagination
 from .parsers import ConvStoreJSONParser
 from .permissions import ConversationPermission, OwnerScope, get_scope_class
@@ -43,11 +50,16 @@ from .serializers import (
     ErrorSerializer,
     MessageInputSerializer,
     MessagePageSerializer,
+    PoppedSerializer,
+    PopSerializer,
     StoreStatsSerializer,
+    TruncateSerializer,
     TTLResponseSerializer,
     TTLSerializer,
     parse_append_body,
+    validate_api_conversation_id,
 )
+from .text import markdown_from_rest
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -72,11 +84,23 @@ def _query_int(request: Request, name: str) -> int | None:
         raise invalid_input(exc) from None
 
 
-class ConversationViewSet(viewsets.ViewSet):
-    """Conversations of the store named by ``CONVSTORE_API_STORE``, scoped per user.
+def _creatable_id(conversation_id: str) -> str:
+    """The URL's id when a write may create it: the API's id rule applies (else 400)."""
+    try:
+        return validate_api_conversation_id(conversation_id)
+    except InvalidInputError as exc:
+        raise invalid_input(exc) from None
 
-    Subclass to change ``scope_class`` (who sees what), ``permission_classes``,
-    ``throttle_classes``, the pagination classes or ``get_store()``.
+
+class ConversationViewSet(ChallengeMixin, viewsets.ViewSet):
+    """Conversations of the store named by `CONVSTORE_API_STORE`, scoped per owner.
+
+    Users act on their own conversations; other owners' answer 404, as if
+    they did not exist. The Django permissions `view_conversation`,
+    `change_conversation` and `delete_conversation` grant access to everyone's.
+
+    Subclass to change `scope_class` (who acts as whom), `permission_classes`,
+    `throttle_classes`, the pagination classes or `get_store()`.
     """
 
     lookup_field = "conversation_id"
@@ -84,6 +108,7 @@ class ConversationViewSet(viewsets.ViewSet):
     lookup_value_regex = "[^/]+"
     permission_classes = [ConversationPermission]
     parser_classes = [ConvStoreJSONParser]
+    schema = openapi.ConvStoreAutoSchema()
     #: None: ``REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]``, read at request time.
     throttle_classes: Sequence[type[BaseThrottle]] | None = None  # type: ignore[assignment]
     #: The rate name ``ScopedRateThrottle`` uses for this API.
@@ -116,6 +141,12 @@ class ConversationViewSet(viewsets.ViewSet):
             classes = api_settings.DEFAULT_THROTTLE_CLASSES
         return [throttle() for throttle in classes]
 
+    def get_view_description(self, html: bool = False) -> str:
+        """The docstring for the browsable API, its reST markup rewritten as Markdown."""
+        description = getattr(self, "description", None) or self.__class__.__doc__ or ""
+        text = markdown_from_rest(formatting.dedent(smart_str(description)))
+        return formatting.markup_description(text) if html else text
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         """Authenticate, check permissions and throttles, then the body size (413)."""
         super().initial(request, *args, **kwargs)
@@ -129,43 +160,36 @@ class ConversationViewSet(viewsets.ViewSet):
                 raise RequestBodyTooLarge(f"Request body too large (limit {limit} bytes).")
 
     def handle_exception(self, exc: Exception) -> Response:
-        """Store errors become API errors (400/502/503) before DRF handles them."""
+        """Store errors become API errors (400/404/502/503) before DRF handles them."""
         return super().handle_exception(translate(exc))
 
-    def visible_or_missing(self, conversation_id: str) -> ConversationMetadata | None:
-        """The metadata of a conversation this user may see, None when missing, else 404."""
-        conversation = self.get_store().load(conversation_id, last=0)
-        if conversation is None:
-            return None
-        if not self.get_scope().allows(conversation.metadata):
+    def head_of(self, conversation_id: str, owner: str | None) -> ConversationMetadata:
+        """The metadata of a conversation ``owner`` may see (no messages read); else 404."""
+        head = self.get_store().load(conversation_id, last=0, owner=owner)
+        if head is None:
             raise NotFound()
-        return conversation.metadata
-
-    def visible(self, conversation_id: str) -> ConversationMetadata:
-        """The metadata of a conversation this user may see; 404 otherwise (no existence leak)."""
-        metadata = self.visible_or_missing(conversation_id)
-        if metadata is None:
-            raise NotFound()
-        return metadata
+        return head.metadata
 
     def created_location(self, conversation_id: str) -> str:
         """The absolute URL of a conversation created by ``POST`` on the list URL."""
-        return self.request.build_absolute_uri(
-            f"{self.request.path}{quote(conversation_id, safe='')}/"
-        )
+        path = self.request.path
+        if not path.endswith("/"):
+            path += "/"
+        return self.request.build_absolute_uri(f"{path}{quote(conversation_id, safe='')}/")
 
     # -- conversations ---------------------------------------------------------------------
 
     @extend_schema(
         summary="List conversations (metadata only), newest first",
-        parameters=[schema.PREFIX],  # limit and offset come from pagination_class
+        parameters=[openapi.PREFIX],  # limit and offset come from pagination_class
         responses={
             200: ConversationMetadataSerializer(many=True),
-            **schema.error_responses(400),
+            **openapi.error_responses(400),
         },
     )
     def list(self, request: Request) -> Response:
-        """``GET conversations/``: a page of the user's (staff: all) conversations."""
+        """`GET conversations/`: a page of the user's conversations (everyone's with
+        `view_conversation`)."""
         prefix = request.query_params.get("prefix")
         try:
             prefix = validation.validate_prefix(prefix)
@@ -173,23 +197,23 @@ class ConversationViewSet(viewsets.ViewSet):
             raise invalid_input(exc) from None
         paginator = self.pagination_class()
         items = paginator.paginate_store(
-            self.get_store(), request, owner=self.get_scope().owner_filter(), prefix=prefix
+            self.get_store(), request, owner=self.get_scope().owner_for("view"), prefix=prefix
         )
         return paginator.get_paginated_response([item.to_dict() for item in items])
 
     @extend_schema(
         summary="Create a conversation",
         request=ConversationCreateSerializer,
-        responses={201: ConversationSerializer, **schema.error_responses(409, body=True)},
+        responses={201: ConversationSerializer, **openapi.error_responses(409, body=True)},
     )
     def create(self, request: Request) -> Response:
-        """``POST conversations/``: 201 and the conversation; 409 when the id is taken.
+        """`POST conversations/`: 201 and the conversation; 409 when the id is taken.
 
-        One ``store.create`` call (create-if-absent, atomic): of simultaneous
-        creates of one id exactly one answers 201, and the others 409 without
-        writing anything. The 409 answers the same whoever owns the existing
-        conversation: it tells only that the id is taken, never whose it is or
-        what it holds.
+        One `store.create` call (create-if-absent, atomic), owned by the
+        caller: of simultaneous creates of one id exactly one answers 201, and
+        the others 409 without writing anything. The 409 answers the same
+        whoever owns the existing conversation: it tells only that the id is
+        taken, never whose it is or what it holds.
         """
         serializer = ConversationCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -202,7 +226,7 @@ class ConversationViewSet(viewsets.ViewSet):
             data["messages"],
             ttl=data.get("ttl"),
             metadata=data.get("metadata"),
-            owner=self.get_scope().owner_for_new(),
+            owner=self.get_scope().owner_id(),
         )
         if conversation is None:
             raise ConversationExists()
@@ -214,158 +238,223 @@ class ConversationViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Get a conversation",
-        parameters=[schema.CONVERSATION_ID, schema.LAST],
-        responses={200: ConversationSerializer, **schema.error_responses(400, 404)},
+        parameters=[openapi.CONVERSATION_ID, openapi.LAST],
+        responses={200: ConversationSerializer, **openapi.error_responses(400, 404)},
     )
     def retrieve(self, request: Request, conversation_id: str) -> Response:
-        """``GET conversations/{id}/``; ``?last=N`` for the newest N messages."""
+        """`GET conversations/{id}/`; `?last=N` for the newest N messages."""
         last = _query_int(request, "last")
         if last is not None:
             last = min(last, MAX_OFFSET)
-        conversation = self.get_store().load(conversation_id, last=last)
-        if conversation is None or not self.get_scope().allows(conversation.metadata):
+        conversation = self.get_store().load(
+            conversation_id, last=last, owner=self.get_scope().owner_for("view")
+        )
+        if conversation is None:
             raise NotFound()
         return Response(conversation.to_dict())
 
     @extend_schema(
         summary="Save a conversation (replace its messages; creates it when missing)",
-        parameters=[schema.CONVERSATION_ID],
+        parameters=[openapi.CONVERSATION_ID],
         request=ConversationSaveSerializer,
-        responses={200: ConversationSerializer, **schema.error_responses(404, body=True)},
+        responses={200: ConversationSerializer, **openapi.error_responses(404, body=True)},
     )
     def update(self, request: Request, conversation_id: str) -> Response:
-        """``PUT conversations/{id}/``: ``store.save``; the owner is kept, or set when new."""
-        existing = self.visible_or_missing(conversation_id)
+        """`PUT conversations/{id}/`: `store.save`, as the caller's owner.
+
+        A missing id is created for the caller; the caller's own conversation
+        is replaced; another owner's answers 404 and is left unchanged (with
+        `change_conversation` it is replaced and keeps its owner).
+        """
+        conversation_id = _creatable_id(conversation_id)
         serializer = ConversationSaveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        conversation = self.get_store().save(
-            conversation_id,
-            data["messages"],
-            ttl=data.get("ttl"),
-            metadata=data.get("metadata"),
-            owner=self.get_scope().owner_for_new() if existing is None else None,
-        )
+        store = self.get_store()
+
+        def save(owner: str | None) -> Conversation:
+            return store.save(
+                conversation_id,
+                data["messages"],
+                ttl=data.get("ttl"),
+                metadata=data.get("metadata"),
+                owner=owner,
+            )
+
+        conversation = write_as(self.get_scope(), store, conversation_id, save)
         return Response(conversation.to_dict())
 
     @extend_schema(
         summary="Change a conversation's custom metadata and/or TTL",
-        parameters=[schema.CONVERSATION_ID],
+        parameters=[openapi.CONVERSATION_ID],
         request=ConversationPatchSerializer,
-        responses={200: ConversationMetadataSerializer, **schema.error_responses(404, body=True)},
+        responses={200: ConversationMetadataSerializer, **openapi.error_responses(404, body=True)},
     )
     def partial_update(self, request: Request, conversation_id: str) -> Response:
-        """``PATCH conversations/{id}/``: merge ``metadata``, set ``ttl``; returns the metadata.
+        """`PATCH conversations/{id}/`: merge `metadata`, set `ttl`; returns the metadata.
 
-        ``ttl`` goes through ``store.set_ttl`` and ``metadata`` through
-        ``store.update_metadata`` (merged over the existing keys); both are
+        `ttl` goes through `store.set_ttl` and `metadata` through
+        `store.update_metadata` (merged over the existing keys); both are
         atomic and leave the messages alone, so messages appended meanwhile
         are never lost. With both, the TTL is set first and the metadata
         merged second; the response is the metadata after both. An empty or
-        null ``metadata`` changes nothing.
+        null `metadata` changes nothing.
         """
-        current = self.visible(conversation_id)
         serializer = ConversationPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         store = self.get_store()
-        result: ConversationMetadata | None = current
-        if "ttl" in data and not store.set_ttl(conversation_id, data["ttl"]):
+        owner = self.get_scope().owner_for("change")
+        if "ttl" in data and not store.set_ttl(conversation_id, data["ttl"], owner=owner):
             raise NotFound()
         if data.get("metadata"):
-            result = store.update_metadata(conversation_id, data["metadata"])
-        elif "ttl" in data:
-            result = self.visible_or_missing(conversation_id)
+            result = store.update_metadata(conversation_id, data["metadata"], owner=owner)
+            if result is None:
+                raise NotFound()
+            return Response(result.to_dict())
+        return Response(self.head_of(conversation_id, owner).to_dict())
+
+    @extend_schema(
+        summary="Delete a conversation",
+        parameters=[openapi.CONVERSATION_ID],
+        responses={204: None, **openapi.error_responses(400, 404)},
+    )
+    def destroy(self, request: Request, conversation_id: str) -> Response:
+        """`DELETE conversations/{id}/`: 204."""
+        owner = self.get_scope().owner_for("delete")
+        if not self.get_store().delete(conversation_id, owner=owner):
+            raise NotFound()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    # -- messages, pop, truncate, ttl, stats ---------------------------------------------
+
+    @extend_schema(
+        methods=["GET"],
+        summary="A window of a conversation's messages, oldest first",
+        parameters=[openapi.CONVERSATION_ID, openapi.LIMIT, openapi.OFFSET],
+        responses={200: MessagePageSerializer, **openapi.error_responses(400, 404)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Append messages (a list, or one message object); creates a missing conversation",
+        parameters=[openapi.CONVERSATION_ID],
+        request=APPEND_BODY,
+        responses={201: ConversationMetadataSerializer, **openapi.error_responses(404, body=True)},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def messages(self, request: Request, conversation_id: str) -> Response:
+        """`GET`: a window (`offset`, `limit`); `POST`: append, 201 + metadata.
+
+        Appending is idempotent per message id: messages whose id the
+        conversation already holds are skipped, so retrying a timed-out
+        append never duplicates a message. A missing conversation is created
+        for the caller; another owner's answers 404.
+        """
+        store = self.get_store()
+        if request.method == "POST":
+            conversation_id = _creatable_id(conversation_id)
+            messages = parse_append_body(request.data)
+
+            def append(owner: str | None) -> ConversationMetadata:
+                return store.append(conversation_id, messages, owner=owner)
+
+            result = write_as(self.get_scope(), store, conversation_id, append)
+            return Response(result.to_dict(), status=status.HTTP_201_CREATED)
+        owner = self.get_scope().owner_for("view")
+        metadata = self.head_of(conversation_id, owner)
+        paginator = self.message_pagination_class()
+        window = paginator.paginate_messages(
+            store, request, conversation_id, metadata.message_count, owner=owner
+        )
+        return paginator.get_paginated_response([m.to_dict() for m in window])
+
+    @extend_schema(
+        summary="Remove the newest messages and return them",
+        parameters=[openapi.CONVERSATION_ID],
+        request=PopSerializer,
+        responses={200: PoppedSerializer, **openapi.error_responses(404, body=True)},
+    )
+    @action(detail=True, methods=["post"])
+    def pop(self, request: Request, conversation_id: str) -> Response:
+        """`POST conversations/{id}/pop/` `{"count": n}`: the removed messages, oldest first.
+
+        Atomic. `count` defaults to 1; more than the conversation holds removes
+        them all, and an empty conversation answers `{"messages": []}`.
+        """
+        serializer = PopSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        count = serializer.validated_data.get("count", 1)
+        store = self.get_store()
+        owner = self.get_scope().owner_for("change")
+        removed: list[Message] = store.pop(conversation_id, count, owner=owner)
+        if not removed:
+            self.head_of(conversation_id, owner)  # 404 unless it exists (and is empty)
+        return Response({"messages": [message.to_dict() for message in removed]})
+
+    @extend_schema(
+        summary="Keep the oldest messages and remove the rest",
+        parameters=[openapi.CONVERSATION_ID],
+        request=TruncateSerializer,
+        responses={200: ConversationMetadataSerializer, **openapi.error_responses(404, body=True)},
+    )
+    @action(detail=True, methods=["post"])
+    def truncate(self, request: Request, conversation_id: str) -> Response:
+        """`POST conversations/{id}/truncate/` `{"keep": n}`: the metadata afterwards.
+
+        Atomic. For "edit an earlier message" or "regenerate from here":
+        keep the first `n` messages, then append the new ones. `keep` at or
+        beyond the length changes nothing.
+        """
+        serializer = TruncateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = self.get_store().truncate(
+            conversation_id,
+            serializer.validated_data["keep"],
+            owner=self.get_scope().owner_for("change"),
+        )
         if result is None:
             raise NotFound()
         return Response(result.to_dict())
 
     @extend_schema(
-        summary="Delete a conversation",
-        parameters=[schema.CONVERSATION_ID],
-        responses={204: None, **schema.error_responses(400, 404)},
-    )
-    def destroy(self, request: Request, conversation_id: str) -> Response:
-        """``DELETE conversations/{id}/``: 204."""
-        self.visible(conversation_id)
-        if not self.get_store().delete(conversation_id):
-            raise NotFound()
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    # -- messages, ttl, stats ------------------------------------------------------------
-
-    @extend_schema(
-        methods=["GET"],
-        summary="A window of a conversation's messages, oldest first",
-        parameters=[schema.CONVERSATION_ID, schema.LIMIT, schema.OFFSET],
-        responses={200: MessagePageSerializer, **schema.error_responses(400, 404)},
-    )
-    @extend_schema(
-        methods=["POST"],
-        summary="Append messages (a list, or one message object)",
-        parameters=[schema.CONVERSATION_ID],
-        request=APPEND_BODY,
-        responses={201: ConversationMetadataSerializer, **schema.error_responses(404, body=True)},
-    )
-    @action(detail=True, methods=["get", "post"])
-    def messages(self, request: Request, conversation_id: str) -> Response:
-        """``GET``: a window (``offset``, ``limit``); ``POST``: append, 201 + metadata.
-
-        Appending needs an existing conversation the user may see (else 404):
-        the store's append would create a missing one without an owner.
-        """
-        metadata = self.visible(conversation_id)
-        store = self.get_store()
-        if request.method == "POST":
-            messages = parse_append_body(request.data)
-            result = store.append(conversation_id, messages)
-            return Response(result.to_dict(), status=status.HTTP_201_CREATED)
-        paginator = self.message_pagination_class()
-        window = paginator.paginate_messages(
-            store, request, conversation_id, metadata.message_count
-        )
-        return paginator.get_paginated_response([m.to_dict() for m in window])
-
-    @extend_schema(
         methods=["GET"],
         summary="Remaining lifetime of a conversation",
-        parameters=[schema.CONVERSATION_ID],
-        responses={200: TTLResponseSerializer, **schema.error_responses(400, 404)},
+        parameters=[openapi.CONVERSATION_ID],
+        responses={200: TTLResponseSerializer, **openapi.error_responses(400, 404)},
     )
     @extend_schema(
         methods=["PUT"],
         summary="Set the TTL (counts as an update: it expires ttl seconds from now)",
-        parameters=[schema.CONVERSATION_ID],
+        parameters=[openapi.CONVERSATION_ID],
         request=TTLSerializer,
-        responses={200: TTLResponseSerializer, **schema.error_responses(404, body=True)},
+        responses={200: TTLResponseSerializer, **openapi.error_responses(404, body=True)},
     )
     @action(detail=True, methods=["get", "put"])
     def ttl(self, request: Request, conversation_id: str) -> Response:
-        """``GET``: ``{"ttl": seconds}`` (-1 = never); ``PUT {"ttl": N}`` sets it (0 = never)."""
-        self.visible(conversation_id)
+        """`GET`: `{"ttl": seconds}` (-1 = never); `PUT {"ttl": N}` sets it (0 = never)."""
         store = self.get_store()
         if request.method == "PUT":
             serializer = TTLSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             ttl = serializer.validated_data["ttl"]
-            if not store.set_ttl(conversation_id, ttl):
+            if not store.set_ttl(conversation_id, ttl, owner=self.get_scope().owner_for("change")):
                 raise NotFound()
-            remaining = ttl or -1
-        else:
-            remaining = store.get_ttl(conversation_id)
+            return Response({"ttl": ttl or -1})
+        remaining = store.get_ttl(conversation_id, owner=self.get_scope().owner_for("view"))
         if remaining == -2:
             raise NotFound()
         return Response({"ttl": remaining})
 
     @extend_schema(
-        summary="Store statistics (staff only)",
+        summary="Store statistics (needs view_conversation)",
         responses={
             200: StoreStatsSerializer,
-            **schema.error_responses(),
-            403: OpenApiResponse(ErrorSerializer, description="Not staff."),
+            **openapi.error_responses(),
+            403: OpenApiResponse(ErrorSerializer, description="No view_conversation permission."),
         },
     )
     @action(detail=False, methods=["get"])
     def stats(self, request: Request) -> Response:
-        """``GET conversations/stats/``: ``StoreStats`` (staff only, 403 otherwise)."""
+        """`GET conversations/stats/`: counts over the whole store (403 without
+        `view_conversation`)."""
         return Response(self.get_store().get_stats().to_dict())
