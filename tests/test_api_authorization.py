@@ -78,7 +78,9 @@ class Endpoint:
 ENDPOINTS = [
     Endpoint("list", "get", BASE, None, "any", 200),
     Endpoint("create", "post", BASE, {"messages": [USER]}, "any", 201),
-    Endpoint("create-taken-id", "post", BASE, {"conversation_id": "c", "messages": []}, "any", 409),
+    Endpoint(
+        "create-taken-id", "post", BASE, {"conversation_id": "c", "messages": []}, "any", 409
+    ),
     Endpoint("retrieve", "get", f"{BASE}c/", None, "view", 200),
     Endpoint("retrieve-last", "get", f"{BASE}c/?last=1", None, "view", 200),
     Endpoint("messages", "get", f"{BASE}c/messages/", None, "view", 200),
@@ -204,7 +206,9 @@ def test_permitted_writes_keep_the_owner(
     client = client_for(manager)
     owner = alices_conversation["metadata"]["owner"]
 
-    replaced = client.put(f"{BASE}c/", {"messages": [USER], "metadata": {"by": "mgr"}}, format="json")
+    replaced = client.put(
+        f"{BASE}c/", {"messages": [USER], "metadata": {"by": "mgr"}}, format="json"
+    )
     appended = client.post(f"{BASE}c/messages/", {**USER, "id": "m2"}, format="json")
 
     assert replaced.status_code == 200 and replaced.json()["metadata"]["owner"] == owner
@@ -225,9 +229,10 @@ def test_ownerless_conversations_need_the_permissions(
     assert alice.put(f"{BASE}ownerless/", {"messages": []}, format="json").status_code == 404
     assert alice.post(f"{BASE}ownerless/messages/", USER, format="json").status_code == 404
     assert boss.get(f"{BASE}ownerless/").status_code == 200
-    assert boss.post(f"{BASE}ownerless/messages/", {**USER, "id": "x"}, format="json").json()[
-        "owner"
-    ] is None
+    assert (
+        boss.post(f"{BASE}ownerless/messages/", {**USER, "id": "x"}, format="json").json()["owner"]
+        is None
+    )
     stored = api_store.load("ownerless")
     assert stored is not None and stored.metadata.owner is None
     assert stored.metadata.message_count == 2

@@ -297,7 +297,15 @@ def test_retrieve_missing_or_expired_is_404(
 
 @pytest.mark.parametrize(
     "conversation_id",
-    ["with space", "per%cent", "ünïcødé-会话-🙂", "dots.and..dots", "q?uery#frag", "a+b&c=d", "..."],
+    [
+        "with space",
+        "per%cent",
+        "ünïcødé-会话-🙂",
+        "dots.and..dots",
+        "q?uery#frag",
+        "a+b&c=d",
+        "...",
+    ],
 )
 def test_ids_with_special_characters_are_addressable_url_encoded(
     api_store: BaseStore, owner_client: APIClient, conversation_id: str
@@ -708,13 +716,16 @@ def test_truncate_keeps_the_oldest_messages(
 
     # The "regenerate" flow: truncate, then append the new answer.
     owner_client.post(url("c", "truncate"), {"keep": 1}, format="json")
-    owner_client.post(url("c", "messages"), {"role": "assistant", "content": "again"}, format="json")
+    owner_client.post(
+        url("c", "messages"), {"role": "assistant", "content": "again"}, format="json"
+    )
     stored = api_store.load("c")
     assert stored is not None and [m.content for m in stored.messages] == ["message 0", "again"]
 
-    assert owner_client.post(url("c", "truncate"), {"keep": 0}, format="json").json()[
-        "message_count"
-    ] == 0
+    assert (
+        owner_client.post(url("c", "truncate"), {"keep": 0}, format="json").json()["message_count"]
+        == 0
+    )
 
 
 @pytest.mark.parametrize(

@@ -65,11 +65,7 @@ def post_raw(client: APIClient, body: str | bytes, path: str = BASE, method: str
         ),
         (
             {"messages": [{"role": "tool", "content": "x", "tool_call_id": ""}]},
-            {
-                "messages": {
-                    "0": {"tool_call_id": ["must not be empty (leave it out instead)."]}
-                }
-            },
+            {"messages": {"0": {"tool_call_id": ["must not be empty (leave it out instead)."]}}},
         ),
         (
             {"messages": [{"role": "user", "content": "x", "timestamp": -1}]},
@@ -357,9 +353,7 @@ def test_values_nested_up_to_the_limit_are_stored_and_deeper_ones_named(
         }
         created = owner_client.post(BASE, fits, format="json")
         assert created.status_code == 201, created.content
-        assert owner_client.get(f"{BASE}fits/").json()["messages"][0]["metadata"] == nested(
-            limit
-        )
+        assert owner_client.get(f"{BASE}fits/").json()["messages"][0]["metadata"] == nested(limit)
 
         for body, field in [
             ({"messages": [], "metadata": nested(limit + 1)}, "metadata"),

@@ -26,6 +26,8 @@ EXPECTED = {
     },
     "/api/conversations/{conversation_id}/messages/": {"get": "200", "post": "201"},
     "/api/conversations/{conversation_id}/ttl/": {"get": "200", "put": "200"},
+    "/api/conversations/{conversation_id}/pop/": {"post": "200"},
+    "/api/conversations/{conversation_id}/truncate/": {"post": "200"},
     "/api/conversations/stats/": {"get": "200"},
 }
 
@@ -60,8 +62,37 @@ def test_every_endpoint_is_described(openapi: dict[str, Any]) -> None:
             if "{conversation_id}" in path:
                 assert "404" in responses
                 (parameter,) = [p for p in operation["parameters"] if p["in"] == "path"]
-                assert parameter["schema"]["pattern"] == "^(?!stats$)[^/]+$"
+                assert parameter["schema"]["pattern"] == r"^(?!(?:stats|\.|\.\.)$)[^/]+$"
             assert operation["security"] == [{"cookieAuth": []}, {"basicAuth": []}]
+
+
+def test_message_shapes(openapi: dict[str, Any]) -> None:
+    components = openapi["components"]["schemas"]
+    for name in ("MessageInput", "Message"):
+        properties = components[name]["properties"]
+        content = properties["content"]
+        assert [option["type"] for option in content["oneOf"]] == ["string", "array"]
+        part = content["oneOf"][1]["items"]
+        assert part["required"] == ["type"] and part["additionalProperties"] is True
+        assert properties["tool_calls"]["type"] == "array"
+        assert properties["tool_calls"]["items"]["type"] == "object"
+        assert properties["name"]["type"] == "string"
+        assert properties["tool_call_id"]["type"] == "string"
+    # Responses carry name/tool_calls/tool_call_id only when set.
+    assert set(components["Message"]["required"]) == {
+        "id",
+        "role",
+        "content",
+        "timestamp",
+        "metadata",
+    }
+    assert components["MessageInput"]["properties"]["name"]["minLength"] == 1
+
+
+def test_descriptions_are_markdown_not_rest(openapi: dict[str, Any]) -> None:
+    # (``x`` is a CommonMark code span too; reST roles are not Markdown.)
+    text = yaml.safe_dump(openapi)
+    assert ":class:" not in text and ":func:" not in text and ":mod:" not in text
 
 
 def test_request_and_response_shapes(openapi: dict[str, Any]) -> None:
@@ -69,8 +100,28 @@ def test_request_and_response_shapes(openapi: dict[str, Any]) -> None:
     assert set(components["MessageInput"]["required"]) == {"role", "content"}
     role = components["MessageInput"]["properties"]["role"]
     assert role["allOf"] == [{"$ref": "#/components/schemas/RoleEnum"}]
-    assert components["RoleEnum"]["enum"] == ["user", "assistant", "system", "tool"]
+    assert components["RoleEnum"]["enum"] == [
+        "user",
+        "assistant",
+        "system",
+        "tool",
+        "function",
+        "developer",
+    ]
+    assert set(components["MessageInput"]["properties"]) == {
+        "id",
+        "role",
+        "content",
+        "timestamp",
+        "metadata",
+        "name",
+        "tool_calls",
+        "tool_call_id",
+    }
     assert components["ConversationCreate"]["required"] == ["messages"]
+    assert components["Pop"].get("required") is None
+    assert components["Truncate"]["required"] == ["keep"]
+    assert components["Popped"]["required"] == ["messages"]
     assert components["TTL"]["required"] == ["ttl"]
     assert set(components["ConversationMetadata"]["properties"]) == {
         "conversation_id",

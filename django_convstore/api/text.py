@@ -1,8 +1,10 @@
 """Docstrings as the browsable API and the OpenAPI schema show them: Markdown, not reST.
 
-The project's docstrings use reStructuredText inline markup (````code````,
-``:class:`~pkg.Name```); :func:`markdown_from_rest` rewrites it as Markdown
-(`` `code` ``, `` `Name` ``), which reads as plain text too.
+The project's docstrings use reStructuredText inline markup (double-backtick
+literals, roles such as ``:class:`~pkg.Name```). :func:`markdown_from_rest`
+rewrites them as Markdown code spans, and :func:`plain_from_markdown` drops
+the backticks for places that show plain text (DRF's browsable API when
+Python-Markdown is not installed).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`([^`]+)`")
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
 _LITERAL_BLOCK = re.compile(r"(\S)::$", re.MULTILINE)
+_CODE_SPAN = re.compile(r"`([^`]+)`")
 
 
 def _role_text(match: re.Match[str]) -> str:
@@ -28,3 +31,8 @@ def markdown_from_rest(text: str) -> str:
     text = _ROLE.sub(_role_text, text)
     text = _LITERAL.sub(r"`\1`", text)
     return _LITERAL_BLOCK.sub(r"\1:", text)
+
+
+def plain_from_markdown(text: str) -> str:
+    """``text`` with its Markdown code spans as plain words."""
+    return _CODE_SPAN.sub(r"\1", text)

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from django.utils.encoding import smart_str
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.compat import apply_markdown
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -59,7 +60,7 @@ from .serializers import (
     parse_append_body,
     validate_api_conversation_id,
 )
-from .text import markdown_from_rest
+from .text import markdown_from_rest, plain_from_markdown
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -142,10 +143,14 @@ class ConversationViewSet(ChallengeMixin, viewsets.ViewSet):
         return [throttle() for throttle in classes]
 
     def get_view_description(self, html: bool = False) -> str:
-        """The docstring for the browsable API, its reST markup rewritten as Markdown."""
+        """The docstring for the browsable API: Markdown (plain text without Python-Markdown)."""
         description = getattr(self, "description", None) or self.__class__.__doc__ or ""
         text = markdown_from_rest(formatting.dedent(smart_str(description)))
-        return formatting.markup_description(text) if html else text
+        if not html:
+            return text
+        if apply_markdown is None:
+            text = plain_from_markdown(text)
+        return formatting.markup_description(text)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         """Authenticate, check permissions and throttles, then the body size (413)."""
