@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
 from django_convstore.api.text import markdown_from_rest, plain_from_markdown
 from django_convstore.backends.base import BaseStore

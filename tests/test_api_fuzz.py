@@ -2,9 +2,10 @@
 
 The OpenAPI schema is loaded from the WSGI app (``/api/schema/``); for every
 operation, as a normal user and as a user with every cross-owner permission,
-against every backend the API is tested on, schemathesis generates schema-valid ("positive") and schema-violating
-("negative") requests. Every response must be below 500 and conform to the
-schema (documented status code, content type, body schema and headers).
+against every backend the API is tested on, schemathesis generates
+schema-valid ("positive") and schema-violating ("negative") requests. Every
+response must be below 500 and conform to the schema (documented status code,
+content type, body schema and headers).
 
 Half of the generated requests address conversations that exist (one owned by
 the caller, one by somebody else), re-created before every example, so the
