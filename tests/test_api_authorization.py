@@ -300,9 +300,9 @@ def test_anonymous_requests_keep_drf_s_answer(api_store: BaseStore) -> None:
     assert "WWW-Authenticate" not in response
     # With Basic first, DRF challenges anonymous requests too.
     view = BasicFirstViewSet.as_view({"get": "list"})
-    response = view(APIRequestFactory().get(BASE))
-    assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+    challenged = view(APIRequestFactory().get(BASE))
+    assert challenged.status_code == 401
+    assert challenged["WWW-Authenticate"] == 'Basic realm="api"'
 
 
 # -- replacing the scope ------------------------------------------------------------------
