@@ -77,7 +77,7 @@ def long_conversation(api_store: BaseStore, owner: Any) -> int:
     return MESSAGES * len(CONTENT)
 
 
-STRANGER_REQUESTS = [
+STRANGER_REQUESTS: list[tuple[str, str, Any]] = [
     ("get", "/api/conversations/{}/", None),
     ("get", "/api/conversations/{}/?last=100", None),
     ("get", "/api/conversations/{}/messages/", None),
