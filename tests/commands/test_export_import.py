@@ -67,6 +67,13 @@ def test_export_to_stdout_is_pure_jsonl(convstores, run):
     assert len(everything.lines) == 3
 
 
+def test_export_counts_read_in_the_singular_too(convstores, run):
+    built = convstores.configure(default=memory("ex-one"))
+    assert run("convstore_export").stderr.strip() == "exported 0 conversations from 'default'"
+    built["default"].put(simple("only"))
+    assert run("convstore_export").stderr.strip() == "exported 1 conversation from 'default'"
+
+
 def test_owner_export_for_gdpr(convstores, run, tmp_path):
     built = convstores.configure(default=memory("ex-a"), other=memory("ex-b"))
     mine = [simple("m1", owner="17"), simple("m2", owner="17", metadata={"x": 1})]

@@ -94,7 +94,8 @@ class Command(BaseCommand):
                 f"export of {alias!r} failed after {count} conversations: {describe_error(exc)}"
             ) from exc
         whose = f" of owner {owner!r}" if owner is not None else ""
-        summary = f"exported {count} conversations{whose} from {alias!r}"
+        noun = "conversation" if count == 1 else "conversations"
+        summary = f"exported {count} {noun}{whose} from {alias!r}"
         if output in (None, "-"):
             self.stderr.write(summary, style_func=_unstyled)
         else:
