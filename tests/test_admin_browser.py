@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,7 @@ def log_in(page: Any, live_server: Any, next_path: str) -> None:
 def write_conversation(
     target: BaseStore,
     cid: str,
-    messages: list[tuple[str, str]],
+    messages: Sequence[tuple[str, str] | dict[str, Any]],
     *,
     minutes_ago: float,
     owner: str | None = None,
@@ -149,11 +149,10 @@ def write_conversation(
             "messages": [
                 {
                     "id": f"{cid}-{index}",
-                    "role": role,
-                    "content": content,
+                    **as_message(message),
                     "timestamp": updated - (len(messages) - 1 - index) * step,
                 }
-                for index, (role, content) in enumerate(messages)
+                for index, message in enumerate(messages)
             ],
             "metadata": {
                 "conversation_id": cid,
@@ -168,39 +167,78 @@ def write_conversation(
     )
 
 
-SUPPORT_TRANSCRIPT = [
-    (
-        "system",
-        "You are Ada, the support assistant of Northwind Cloud. Be concise and friendly. "
-        "Use the billing tool for anything about invoices.",
-    ),
-    ("user", "Hi! I was charged twice for my March invoice (INV-20931). Can you help?"),
-    ("assistant", "Sorry about that! Let me look up INV-20931 for you."),
-    (
-        "tool",
-        '{"invoice": "INV-20931", "amount": "49.00 EUR", "charges": 2,\n'
+def as_message(message: tuple[str, str] | dict[str, Any]) -> dict[str, Any]:
+    """A message dict from a ``(role, content)`` pair (dicts are taken as they are)."""
+    if isinstance(message, dict):
+        return message
+    role, content = message
+    return {"role": role, "content": content}
+
+
+SUPPORT_TRANSCRIPT: list[dict[str, Any]] = [
+    {
+        "role": "system",
+        "content": "You are Ada, the support assistant of Northwind Cloud. Be concise and "
+        "friendly. Use the billing tool for anything about invoices.",
+    },
+    {
+        "role": "user",
+        "name": "jane",
+        "content": [
+            {
+                "type": "text",
+                "text": "Hi! I was charged twice for my March invoice (INV-20931). Can you help?",
+            },
+            {
+                "type": "image_url",
+                "image_url": {"url": "https://files.northwind.example/u/jane/statement.png"},
+            },
+        ],
+    },
+    {
+        "role": "assistant",
+        "content": "Sorry about that! Let me look up INV-20931 for you.",
+        "tool_calls": [
+            {
+                "id": "call_7Qx2",
+                "type": "function",
+                "function": {"name": "billing_lookup", "arguments": '{"invoice": "INV-20931"}'},
+            }
+        ],
+    },
+    {
+        "role": "tool",
+        "tool_call_id": "call_7Qx2",
+        "content": '{"invoice": "INV-20931", "amount": "49.00 EUR", "charges": 2,\n'
         ' "second_charge": "2026-03-02T09:14:11Z", "refundable": true}',
-    ),
-    (
-        "assistant",
-        "I can see the duplicate charge of 49.00 EUR on 2 March. I've started a refund; "
-        "it should reach your card within 3-5 business days.\n\n"
+    },
+    {
+        "role": "assistant",
+        "content": "I can see the duplicate charge of 49.00 EUR on 2 March. I've started a "
+        "refund; it should reach your card within 3-5 business days.\n\n"
         "Is there anything else I can help you with?",
-    ),
-    ("user", "That's great, thank you so much!"),
+    },
+    {"role": "user", "content": "That's great, thank you so much!"},
 ]
 
 
-def populate_demo(default: BaseStore, archive: BaseStore) -> None:
-    """Realistic conversations: support chats, a sales thread, an agent run with tools."""
+def populate_demo(
+    default: BaseStore, archive: BaseStore, owners: dict[str, str] | None = None
+) -> None:
+    """Realistic conversations: support chats, a sales thread, an agent run with tools.
+
+    Owners are "17", "23", "42" …, or what ``owners`` maps them to (users' keys).
+    """
+    owners = owners or {}
     write_conversation(
         default,
         "support/northwind-4821",
         SUPPORT_TRANSCRIPT,
         minutes_ago=2,
-        owner="17",
+        owner=owners.get("17", "17"),
         ttl=7 * 24 * 3600,
         metadata={
+            "title": "Refund for a double charge",
             "channel": "web-widget",
             "model": "gpt-4o-mini",
             "locale": "en-GB",
@@ -230,7 +268,7 @@ def populate_demo(default: BaseStore, archive: BaseStore) -> None:
             cid,
             lines,
             minutes_ago=minutes_ago,
-            owner=owner,
+            owner=owners.get(owner, owner) if owner else None,
             ttl=ttl,
             metadata={"channel": "web-widget"},
         )
@@ -240,7 +278,7 @@ def populate_demo(default: BaseStore, archive: BaseStore) -> None:
             f"2025/q4/support-{3100 + index}",
             SUPPORT_TRANSCRIPT[1:3],
             minutes_ago=60 * 24 * (40 + index),
-            owner="17",
+            owner=owners.get("17", "17"),
         )
 
 
@@ -308,9 +346,19 @@ def test_admin_flow_in_chromium(
         style(user, "backgroundColor"),
         style(assistant, "backgroundColor"),
     }
-    assert style(page.locator("li.convstore-role-tool .convstore-msg-body"), "fontFamily") != (
-        style(page.locator("li.convstore-role-user .convstore-msg-body").first, "fontFamily")
+    tool = page.locator("li.convstore-role-tool")
+    assert style(tool.locator(".convstore-msg-body"), "fontFamily") != (
+        style(page.locator("li.convstore-role-assistant .convstore-msg-body").first, "fontFamily")
     )
+    assert style(tool, "backgroundColor") != style(assistant, "backgroundColor")
+    # tool calls, the tool result they belong to, and a content part's image as a link
+    expect(page.locator(".convstore-tool-call")).to_contain_text("calls billing_lookup")
+    expect(page.locator(".convstore-tool-call pre")).to_contain_text('"invoice": "INV-20931"')
+    expect(tool.locator(".convstore-answers")).to_contain_text("result of call_7Qx2")
+    expect(page.locator(".convstore-part-link a")).to_have_attribute(
+        "href", "https://files.northwind.example/u/jane/statement.png"
+    )
+    assert page.locator("#transcript img").count() == 0
     shot(page, f"{prefix}03-detail")
 
     # 5. the same page in the admin's dark theme stays readable
@@ -365,7 +413,11 @@ def test_admin_flow_in_chromium(
 
 
 def test_readme_screenshots(
-    page: Any, live_server: Any, superuser: Any, memory_store_config: dict[str, Any]
+    page: Any,
+    live_server: Any,
+    superuser: Any,
+    memory_store_config: dict[str, Any],
+    django_user_model: Any,
 ):
     """List and detail pages with demo data; to ``$CONVSTORE_README_SCREENSHOTS`` when set."""
     target = Path(os.environ.get("CONVSTORE_README_SCREENSHOTS") or ARTIFACTS)
@@ -375,9 +427,13 @@ def test_readme_screenshots(
         alias: {**memory_store_config, "NAMESPACE": f"readme-{alias}", "TTL": 7 * 24 * 3600}
         for alias in ("default", "archive")
     }
+    users = {
+        key: str(django_user_model.objects.create_user(name).pk)
+        for key, name in (("17", "jane"), ("23", "omar"), ("42", "li.wei"), ("8", "sam"))
+    }
     with override_settings(CONVSTORE=setting):
         try:
-            populate_demo(stores["default"], stores["archive"])
+            populate_demo(stores["default"], stores["archive"], users)
             page.set_viewport_size({"width": 1360, "height": 900})
             page.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false');")
             log_in(page, live_server, reverse(CHANGELIST))

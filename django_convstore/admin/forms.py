@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .validation import MAX_ID_LENGTH
+from ..validation import MAX_ID_LENGTH
 
 #: Largest TTL the form accepts: ten years, far beyond any sensible conversation lifetime.
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600

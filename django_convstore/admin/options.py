@@ -1,4 +1,4 @@
-"""The "Conversations" admin section: browse, read, re-time and delete conversations of any store.
+"""``ConversationAdmin``: the views of the "Conversations" section, through the store API.
 
 Conversations are not ORM rows, so, like django-constance and django-rq, the
 section is anchored on an unmanaged model (:class:`~django_convstore.models.Conversation`)
@@ -34,9 +34,23 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.generic import RedirectView
 
-from . import validation
-from .admin_forms import ConversationSearchForm, TTLForm
-from .admin_support import (
+from .. import validation
+from ..backends.base import BaseStore
+from ..exceptions import ConvStoreError, InvalidInputError
+from ..models import Conversation
+from ..types import ConversationMetadata
+from .audit import log_conversation_actions
+from .display import (
+    OwnerDisplay,
+    describe_ttl,
+    expires_in,
+    ms_to_datetime,
+    pretty_json,
+    title_of,
+    user_owners,
+)
+from .forms import ConversationSearchForm, TTLForm
+from .stores import (
     OWNER_VAR,
     PAGE_VAR,
     SEARCH_VAR,
@@ -45,16 +59,8 @@ from .admin_support import (
     StoreChoice,
     choose_store,
     describe_error,
-    describe_ttl,
-    expires_in,
-    load_transcript_window,
-    log_conversation_actions,
-    ms_to_datetime,
-    pretty_json,
 )
-from .backends.base import BaseStore
-from .exceptions import ConvStoreError, InvalidInputError
-from .models import Conversation
+from .transcript import load_transcript_window
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[Conversation]
@@ -65,7 +71,6 @@ DELETE_ACTION = "delete_selected"
 TEMPLATE_DIR = "admin/django_convstore"
 
 
-@admin.register(Conversation)
 class ConversationAdmin(_ModelAdmin):
     """Browse the conversations of every configured store through the store API."""
 
@@ -75,6 +80,9 @@ class ConversationAdmin(_ModelAdmin):
     messages_per_page = 50
     #: History entries per page.
     history_per_page = 100
+    #: Ids and titles longer than this are clipped in the list (with "…"; the whole on hover).
+    list_id_chars = 48
+    list_title_chars = 60
 
     change_list_template = f"{TEMPLATE_DIR}/conversation_list.html"
     change_form_template = f"{TEMPLATE_DIR}/conversation_detail.html"
@@ -223,6 +231,8 @@ class ConversationAdmin(_ModelAdmin):
             has_filters=bool(filters["prefix"] or filters["owner"]),
             clear_filters_url=choice.query() or "?",
             delete_action=DELETE_ACTION,
+            id_chars=self.list_id_chars,
+            title_chars=self.list_title_chars,
             stats=None,
             rows=[],
             result_count=None,
@@ -264,20 +274,8 @@ class ConversationAdmin(_ModelAdmin):
         paginator = Paginator(range(page.total), per_page)
         page_obj = paginator.get_page(number)
         search = {SEARCH_VAR: filters["prefix"], OWNER_VAR: filters["owner"]}
-        rows = [
-            {
-                "id": meta.conversation_id,
-                "change_url": self._url("change", choice, meta.conversation_id),
-                "owner": meta.owner,
-                "owner_url": choice.query(**{OWNER_VAR: meta.owner}) if meta.owner else "",
-                "message_count": meta.message_count,
-                "created": ms_to_datetime(meta.created_at),
-                "updated": ms_to_datetime(meta.updated_at),
-                "expires_in": expires_in(meta),
-                "expires_at": ms_to_datetime(meta.expires_at),
-            }
-            for meta in page.items
-        ]
+        owners = self.owner_displays(request, [meta.owner for meta in page.items])
+        rows = [self._changelist_row(choice, meta, owners) for meta in page.items]
         page_links = [
             {
                 "number": item,
@@ -290,11 +288,43 @@ class ConversationAdmin(_ModelAdmin):
         return {
             "stats": stats,
             "rows": rows,
+            "has_titles": any(row["title"] for row in rows),
             "result_count": page.total,
             "page_obj": page_obj,
             "page_links": page_links if paginator.num_pages > 1 else [],
             "search_params": choice.params(**search),
         }
+
+    def _changelist_row(
+        self, choice: StoreChoice, meta: ConversationMetadata, owners: dict[str, OwnerDisplay]
+    ) -> dict[str, Any]:
+        return {
+            "id": meta.conversation_id,
+            "title": title_of(meta),
+            "change_url": self._url("change", choice, meta.conversation_id),
+            "owner": owners.get(meta.owner) if meta.owner else None,
+            "owner_filter_url": choice.query(**{OWNER_VAR: meta.owner}) if meta.owner else "",
+            "message_count": meta.message_count,
+            "created": ms_to_datetime(meta.created_at),
+            "updated": ms_to_datetime(meta.updated_at),
+            "expires_in": expires_in(meta),
+            "expires_at": ms_to_datetime(meta.expires_at),
+        }
+
+    def owner_displays(
+        self, request: HttpRequest, owners: list[str | None]
+    ) -> dict[str, OwnerDisplay]:
+        """How each owner value of a page is shown: ``{value: OwnerDisplay}``.
+
+        By default owners are Django users (the REST API records
+        ``str(user.pk)``): the username, linked to the user's admin page
+        when the viewer may see it, with the raw value on hover. Override
+        for owners that come from elsewhere.
+        """
+        return user_owners(owners, request=request, admin_site=self.admin_site)
+
+    def _owner_display(self, request: HttpRequest, owner: str | None) -> OwnerDisplay | None:
+        return self.owner_displays(request, [owner]).get(owner) if owner else None
 
     def _changelist_action(self, request: HttpRequest, choice: StoreChoice) -> HttpResponse:
         """The bulk "delete selected" action: confirmation page, then delete on ``post=yes``."""
@@ -400,6 +430,7 @@ class ConversationAdmin(_ModelAdmin):
         def page_url(upto: int | None) -> str:
             return self._url("change", choice, cid, **{UPTO_VAR: upto}) + "#transcript"
 
+        owner = self._owner_display(request, meta.owner)
         context = self._context(
             request,
             choice,
@@ -408,6 +439,11 @@ class ConversationAdmin(_ModelAdmin):
             object=Conversation(conversation_id=cid),
             object_id=cid,
             meta=meta,
+            owner=owner,
+            owner_filter_url=self._url("changelist", choice, **{OWNER_VAR: meta.owner})
+            if meta.owner
+            else "",
+            conversation_title=title_of(meta),
             created=ms_to_datetime(meta.created_at),
             updated=ms_to_datetime(meta.updated_at),
             expires_at=ms_to_datetime(meta.expires_at),
@@ -489,6 +525,7 @@ class ConversationAdmin(_ModelAdmin):
                     object_id=cid,
                     object_name=self.opts.verbose_name,
                     meta=head.metadata,
+                    owner=self._owner_display(request, head.metadata.owner),
                     change_url=self._url("change", choice, cid),
                     delete_url=self._url("delete", choice, cid),
                     **(extra_context or {}),
