@@ -158,9 +158,14 @@ def test_the_schema_and_docs_are_served(client: Client) -> None:
     assert b"/api/schema/" in docs.content
 
 
-def run_in_testproject(*args: str) -> subprocess.CompletedProcess[str]:
+def run_in_testproject(*args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
     """Run ``python <args>`` in the demo project's directory with its settings."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "testproject.settings", "PYTHONPATH": ""}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "PYTHONPATH": str(ROOT),  # this checkout's code, whatever is installed
+        **env_vars,
+    }
     return subprocess.run(
         [sys.executable, *args],
         cwd=TESTPROJECT,
@@ -182,6 +187,8 @@ def test_testproject_schema_validates_without_warnings() -> None:
 DOCS_PROBE = """
 import django
 django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)  # the demo seeds its memory store for its users
 from django.test import Client
 client = Client()
 docs = client.get("/api/docs/")
@@ -192,8 +199,8 @@ print(docs.content.decode())
 
 
 @pytest.mark.slow
-def test_testproject_serves_swagger_ui_without_a_cdn() -> None:
-    result = run_in_testproject("-c", DOCS_PROBE)
+def test_testproject_serves_swagger_ui_without_a_cdn(tmp_path: Path) -> None:
+    result = run_in_testproject("-c", DOCS_PROBE, DEMO_DB=str(tmp_path / "demo.sqlite3"))
     assert result.returncode == 0, result.stderr
     statuses, html = result.stdout.split("\n", 1)
     assert statuses == "200 200"
