@@ -3,7 +3,7 @@
 Each scenario runs :data:`ROUNDS` rounds. In a round, real threads (one per
 actor, each with its own HTTP connection) are released together by a
 barrier and send their requests to a live server (pytest-django's
-``live_server``, a threaded WSGI server). Afterwards the final state is read
+see :func:`live_url`, a threaded WSGI server). Afterwards the final state is read
 from the store and every round is checked:
 
 - **takeover**: a conversation ends up owned by one user while holding
@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 import requests
+from django.db import connections
+from django.test.testcases import LiveServerThread, _StaticFilesHandler
 
 from django_convstore.backends.base import BaseStore
 from django_convstore.types import Conversation
@@ -99,6 +101,7 @@ class Tally:
     """What the rounds of one scenario did."""
 
     scenario: str
+    leg: str
     rounds: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     takeovers: list[str] = field(default_factory=list)
@@ -114,7 +117,7 @@ class Tally:
         """One line for the terminal summary."""
         seen = ", ".join(f"{name} {count}" for name, count in sorted(self.outcomes.items()))
         return (
-            f"{self.scenario}: {len(self.takeovers)} takeovers, {len(self.ownerless)} "
+            f"{self.leg}, {self.scenario}: {len(self.takeovers)} takeovers, {len(self.ownerless)} "
             f"ownerless, {len(self.inconsistent)} inconsistent of {self.rounds} rounds ({seen})"
         )
 
@@ -128,10 +131,42 @@ class Tally:
 
 
 @pytest.fixture
-def actors(live_server: Any, api_store: BaseStore, make_user: Any) -> Iterator[dict[str, Actor]]:
+def live_url(transactional_db: None) -> Iterator[str]:
+    """The URL of a threaded WSGI server of the test project, in this process.
+
+    Django's ``LiveServerThread``, started here rather than through
+    pytest-django's session-wide ``live_server``, which may share a file-based
+    SQLite connection (a database store's) among all request threads. Only
+    in-memory SQLite connections are shared (they cannot be opened twice);
+    every other database gets a connection per request thread, as in
+    production.
+    """
+    shared = {
+        conn.alias: conn
+        for conn in connections.all()
+        if conn.vendor == "sqlite" and conn.is_in_memory_db()  # type: ignore[attr-defined]
+    }
+    for conn in shared.values():
+        conn.inc_thread_sharing()
+    server = LiveServerThread("127.0.0.1", _StaticFilesHandler, connections_override=shared)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    try:
+        if server.error:
+            raise server.error
+        yield f"http://{server.host}:{server.port}"
+    finally:
+        server.terminate()
+        for conn in shared.values():
+            conn.dec_thread_sharing()
+
+
+@pytest.fixture
+def actors(live_url: str, api_store: BaseStore, make_user: Any) -> Iterator[dict[str, Actor]]:
     """Alice and Bob, two regular users, each with a connection to the live server."""
     alice, bob = make_user("alice"), make_user("bob")
-    made = {"alice": Actor(live_server.url, alice), "bob": Actor(live_server.url, bob)}
+    made = {"alice": Actor(live_url, alice), "bob": Actor(live_url, bob)}
     yield made
     for actor in made.values():
         actor.session.close()
@@ -149,10 +184,12 @@ def authors(conversation: Conversation) -> set[str]:
     return found | ({by} if by else set())
 
 
-def test_post_against_put_on_a_new_id(api_store: BaseStore, actors: dict[str, Actor]) -> None:
+def test_post_against_put_on_a_new_id(
+    api_store: BaseStore, actors: dict[str, Actor], api_backend: str
+) -> None:
     alice, bob = actors["alice"], actors["bob"]
     names = {alice.owner: "alice", bob.owner: "bob"}
-    tally = Tally("POST vs PUT on a new id")
+    tally = Tally("POST vs PUT on a new id", api_backend)
     for n in range(ROUNDS):
         cid = f"new-{n}"
         posted, put = race(
@@ -196,9 +233,11 @@ def test_post_against_put_on_a_new_id(api_store: BaseStore, actors: dict[str, Ac
     tally.check()
 
 
-def test_append_against_delete(api_store: BaseStore, actors: dict[str, Actor]) -> None:
+def test_append_against_delete(
+    api_store: BaseStore, actors: dict[str, Actor], api_backend: str
+) -> None:
     alice, bob = actors["alice"], actors["bob"]
-    tally = Tally("append vs DELETE (owner and stranger)")
+    tally = Tally("append vs DELETE (owner and stranger)", api_backend)
     for n in range(ROUNDS):
         cid = f"chat-{n}"
         api_store.save(cid, [message("alice", 0)], owner=alice.owner, metadata={"by": "alice"})
@@ -232,9 +271,11 @@ def test_append_against_delete(api_store: BaseStore, actors: dict[str, Actor]) -
     tally.check()
 
 
-def test_put_against_delete(api_store: BaseStore, actors: dict[str, Actor]) -> None:
+def test_put_against_delete(
+    api_store: BaseStore, actors: dict[str, Actor], api_backend: str
+) -> None:
     alice, bob = actors["alice"], actors["bob"]
-    tally = Tally("stranger's PUT vs owner's DELETE")
+    tally = Tally("stranger's PUT vs owner's DELETE", api_backend)
     for n in range(ROUNDS):
         cid = f"doc-{n}"
         api_store.save(cid, [message("alice", 0)], owner=alice.owner, metadata={"by": "alice"})
@@ -268,12 +309,16 @@ def test_put_against_delete(api_store: BaseStore, actors: dict[str, Actor]) -> N
 
 
 def test_permitted_put_against_owners_delete(
-    api_store: BaseStore, actors: dict[str, Actor], live_server: Any, make_user: Any
+    api_store: BaseStore,
+    actors: dict[str, Actor],
+    live_url: str,
+    make_user: Any,
+    api_backend: str,
 ) -> None:
     # A user with change_conversation writes on the owner's behalf, never ownerless.
     alice = actors["alice"]
-    manager = Actor(live_server.url, make_user("manager", perms=["change_conversation"]))
-    tally = Tally("permitted PUT vs owner's DELETE")
+    manager = Actor(live_url, make_user("manager", perms=["change_conversation"]))
+    tally = Tally("permitted PUT vs owner's DELETE", api_backend)
     for n in range(ROUNDS):
         cid = f"help-{n}"
         api_store.save(cid, [message("alice", 0)], owner=alice.owner)

@@ -1,70 +1,171 @@
 """A stranger's requests for a long conversation read none of its messages.
 
-The API passes the caller's owner to the store, whose owner-scoped ``load``
-decides before reading any message body (no existence or size oracle: a
-stranger's GET of a 20,000-message conversation costs what a missing id
-costs). Measured as message bytes the backend actually read, not as time:
+The API passes the caller's owner to the store, whose owner-scoped operations
+decide before they read any message (no existence or size oracle): every
+request a stranger makes for a 20,000-message conversation costs what the
+same request costs for an id that does not exist. Measured as what the
+backend actually reads, never as time:
 
-- memory: bytes of stored message JSON decoded (the backend keeps messages
+- memory: bytes of stored message JSON decoded (the store keeps messages
   encoded; a read decodes them);
+- Redis: bytes the server sent (``INFO stats``, ``total_net_output_bytes``);
+- ZeroDB: bytes of the test server's answers;
+- PostgreSQL: rows read from the messages table (``pg_stat_xact_user_tables``,
+  the request run inside one transaction);
+- SQLite: virtual machine instructions executed on the store's connection.
 
-Each leg of ``API_BACKENDS`` needs its probe here; the owner's own GET shows
-the probe sees the reads.
+The owner's own GET shows each probe does see the reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.db import connections, transaction
 from rest_framework.test import APIClient
 
 from django_convstore import codec
 from django_convstore.backends.base import BaseStore
+from django_convstore.models import StoredMessage
+from tests.fixtures.api import DATABASE_LEGS, READ_STATS
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 MESSAGES = 20_000
 BATCH = 1000
 CONTENT = "x" * 480
-#: What a stranger's request may read: nothing of the messages (a few KB of metadata at most).
-ALLOWANCE = 16 * 1024
 
-Probe = Callable[[], Any]  # a context manager yielding a dict with "bytes"
+Call = Callable[[], Any]
 
 
-@contextmanager
-def decoded_message_bytes(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """Count the bytes of message JSON decoded while the block runs."""
-    seen = {"bytes": 0}
+@dataclass
+class ReadProbe:
+    """How much a backend reads while a call runs, in ``unit``s."""
+
+    unit: str
+    measure: Callable[[Call], int]
+    #: How much more than the same request for a missing id a stranger's request may cost.
+    margin: int
+    #: The least the owner's GET of the whole conversation reads.
+    owner_reads: int
+
+
+def memory_probe(monkeypatch: pytest.MonkeyPatch) -> ReadProbe:
+    """Bytes of message JSON decoded by the codec."""
+    seen = [0]
     for name in ("decode_message", "decode_messages", "decode_joined_messages"):
         original = getattr(codec, name)
 
         def counting(data: Any, _original: Any = original) -> Any:
-            seen["bytes"] += len(data)
+            seen[0] += len(data)
             return _original(data)
 
         monkeypatch.setattr(codec, name, counting)
-    try:
-        yield seen
-    finally:
-        monkeypatch.undo()
+
+    def measure(call: Call) -> int:
+        before = seen[0]
+        call()
+        return seen[0] - before
+
+    return ReadProbe("bytes decoded", measure, margin=0, owner_reads=MESSAGES * len(CONTENT))
+
+
+def redis_probe(server: Any) -> ReadProbe:
+    """Bytes the Redis server sent to its clients."""
+
+    def sent() -> int:
+        info = str(server.command("INFO", "stats"))
+        line = next(x for x in info.splitlines() if x.startswith("total_net_output_bytes:"))
+        return int(line.split(":")[1])
+
+    start = sent()
+    info_reply = sent() - start  # what one INFO reply itself adds
+
+    def measure(call: Call) -> int:
+        before = sent()
+        call()
+        return sent() - before - info_reply
+
+    return ReadProbe("bytes sent", measure, margin=4096, owner_reads=MESSAGES * len(CONTENT))
+
+
+def zerodb_probe(server: Any) -> ReadProbe:
+    """Bytes of the ZeroDB test server's answers."""
+
+    def measure(call: Call) -> int:
+        with server.counting() as tally:
+            call()
+        return int(tally.response_bytes)
+
+    return ReadProbe("bytes answered", measure, margin=4096, owner_reads=MESSAGES * len(CONTENT))
+
+
+def database_probe(alias: str) -> ReadProbe:
+    """Message rows read (PostgreSQL) or VM instructions run (SQLite) on the store's alias."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        table = StoredMessage._meta.db_table
+
+        def rows_read() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
+                    "FROM pg_stat_xact_user_tables WHERE relname = %s",
+                    [table],
+                )
+                row = cursor.fetchone()
+                return int(row[0]) if row else 0
+
+        def measure_rows(call: Call) -> int:
+            with transaction.atomic(using=alias):
+                before = rows_read()
+                call()
+                return rows_read() - before
+
+        return ReadProbe("message rows read", measure_rows, margin=0, owner_reads=MESSAGES)
+    assert connection.vendor == "sqlite", connection.vendor
+    step = 100
+
+    def measure_steps(call: Call) -> int:
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += step
+            return 0
+
+        connection.ensure_connection()
+        connection.connection.set_progress_handler(count, step)
+        try:
+            call()
+        finally:
+            connection.connection.set_progress_handler(None, step)
+        return steps[0]
+
+    return ReadProbe("VM instructions", measure_steps, margin=5_000, owner_reads=MESSAGES * 5)
 
 
 @pytest.fixture
-def read_probe(api_backend: str, monkeypatch: pytest.MonkeyPatch) -> Probe:
-    """A context manager measuring the message bytes the served store reads."""
-    probes: dict[str, Probe] = {"memory": lambda: decoded_message_bytes(monkeypatch)}
-    if api_backend not in probes:
-        pytest.fail(f"no read probe for the {api_backend!r} leg: add one to this module")
-    return probes[api_backend]
+def read_probe(
+    request: pytest.FixtureRequest, api_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> ReadProbe:
+    """The probe of the leg under test."""
+    if api_backend == "memory":
+        return memory_probe(monkeypatch)
+    if api_backend == "redis":
+        return redis_probe(request.getfixturevalue("redis_server"))
+    if api_backend == "zerodb":
+        return zerodb_probe(request.getfixturevalue("zerodb_server"))
+    if api_backend in DATABASE_LEGS:
+        return database_probe(DATABASE_LEGS[api_backend])
+    pytest.fail(f"no read probe for the {api_backend!r} leg: add one to this module")
 
 
 @pytest.fixture
-def long_conversation(api_store: BaseStore, owner: Any) -> int:
-    """Alice's conversation ``long`` with :data:`MESSAGES` messages; returns its size in bytes."""
+def long_conversation(api_store: BaseStore, owner: Any) -> None:
+    """Alice's conversation ``long`` with :data:`MESSAGES` messages of 480 characters."""
     for start in range(0, MESSAGES, BATCH):
         api_store.append(
             "long",
@@ -74,7 +175,6 @@ def long_conversation(api_store: BaseStore, owner: Any) -> int:
             ],
             owner=str(owner.pk),
         )
-    return MESSAGES * len(CONTENT)
 
 
 STRANGER_REQUESTS: list[tuple[str, str, Any]] = [
@@ -92,26 +192,45 @@ STRANGER_REQUESTS: list[tuple[str, str, Any]] = [
 ]
 
 
-def test_a_strangers_requests_read_no_message_bodies(
+def test_a_strangers_requests_cost_what_a_missing_id_costs(
     api_store: BaseStore,
-    long_conversation: int,
-    read_probe: Probe,
+    long_conversation: None,
+    read_probe: ReadProbe,
     client_for: Any,
     owner: Any,
     other: Any,
+    api_backend: str,
 ) -> None:
     stranger: APIClient = client_for(other)
-    for method, path, body in STRANGER_REQUESTS:
-        with read_probe() as read:
-            response = getattr(stranger, method)(path.format("long"), body, format="json")
+    costs: dict[str, tuple[int, int]] = {}
+    for number, (method, path, body) in enumerate(STRANGER_REQUESTS):
+        missing, _ = measured(read_probe, stranger, method, path.format(f"none-{number}"), body)
+        cost, response = measured(read_probe, stranger, method, path.format("long"), body)
         assert response.status_code == 404, (method, path)
         assert response.json() == {"detail": "Not found."}  # as for a missing id
-        assert read["bytes"] <= ALLOWANCE, (method, path, read["bytes"])
+        costs[f"{method.upper()} {path}"] = (cost, missing)
+        assert cost <= missing + read_probe.margin, (method, path, read_probe.unit, cost, missing)
 
     # The probe does see reads: the owner's GET reads the whole conversation.
-    with read_probe() as read:
-        response = client_for(owner).get("/api/conversations/long/")
+    owners, response = measured(read_probe, client_for(owner), "get", "/api/conversations/long/")
     assert response.status_code == 200
-    assert read["bytes"] >= long_conversation
+    assert owners >= read_probe.owner_reads, (read_probe.unit, owners, costs)
+    worst = max(costs, key=lambda name: costs[name][0])
+    READ_STATS.append(
+        f"{api_backend}: a stranger's 11 requests read at most {costs[worst][0]} "
+        f"{read_probe.unit} ({worst}; {costs[worst][1]} for a missing id), "
+        f"the owner's GET {owners}"
+    )
     stored = api_store.load("long", last=0)
     assert stored is not None and stored.metadata.message_count == MESSAGES
+
+
+def measured(
+    probe: ReadProbe, client: APIClient, method: str, path: str, body: Any = None
+) -> tuple[int, Any]:
+    """What the backend read while ``client`` sent the request, and the response."""
+    responses: list[Any] = []
+    cost = probe.measure(
+        lambda: responses.append(getattr(client, method)(path, body, format="json"))
+    )
+    return cost, responses[0]
