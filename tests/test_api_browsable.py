@@ -49,3 +49,11 @@ def test_rest_markup_becomes_markdown() -> None:
         "Example:\n"
     )
     assert plain_from_markdown("`GET`: a window (`offset`)") == "GET: a window (offset)"
+
+
+@pytest.mark.parametrize("path", ["/api/conversations", "/api/conversations/c"])
+def test_slashless_routes_describe_themselves_alike(
+    api_store: BaseStore, client_for: Any, owner: Any, path: str
+) -> None:
+    client = client_for(owner)
+    assert client.options(path).json() == client.options(f"{path}/").json()

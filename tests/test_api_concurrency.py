@@ -1,4 +1,4 @@
-"""The REST API's writes stay atomic under concurrency (memory and Redis backends).
+"""The REST API's writes stay atomic under concurrency (every backend leg of the API tests).
 
 ``PATCH`` changes metadata with ``store.update_metadata`` and ``POST`` creates
 with ``store.create``, so a message appended meanwhile is never lost and two

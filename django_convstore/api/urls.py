@@ -22,12 +22,13 @@ app_name = "convstore_api"
 router = SimpleRouter()
 router.register("conversations", ConversationViewSet, basename="conversation")
 
-
-class _WithoutSlash(ConversationViewSet):
-    # The same API under the slash-less URLs, left out of the OpenAPI schema (documented once).
-    __doc__ = ConversationViewSet.__doc__
-    schema = None  # type: ignore[assignment]
-
+# The same API under the slash-less URLs, left out of the OpenAPI schema (documented once);
+# the same class name, so the browsable API names its pages alike.
+_WithoutSlash = type(
+    ConversationViewSet.__name__,
+    (ConversationViewSet,),
+    {"__doc__": ConversationViewSet.__doc__, "__module__": __name__, "schema": None},
+)
 
 _without_slash = SimpleRouter(trailing_slash=False)
 _without_slash.register("conversations", _WithoutSlash, basename="conversation")
