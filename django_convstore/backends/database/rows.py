@@ -46,12 +46,13 @@ def decode_metadata(value: Any) -> dict[str, Any]:
 def metadata(conversation_id: str, row: Sequence[Any]) -> ConversationMetadata:
     """Metadata from the :data:`META_COLUMNS` values of a row."""
     created_at, updated_at, ttl, owner, message_count, custom = row[:6]
+    # int(): MySQL hands back DECIMAL for integer columns of a UNION (see sql.mysql_load).
     return ConversationMetadata(
         conversation_id=conversation_id,
-        created_at=created_at,
-        updated_at=updated_at,
-        message_count=message_count,
-        ttl=ttl or None,
+        created_at=int(created_at),
+        updated_at=int(updated_at),
+        message_count=int(message_count),
+        ttl=int(ttl) if ttl else None,
         owner=owner,
         metadata=decode_metadata(custom),
     )
