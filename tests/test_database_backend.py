@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,18 +22,19 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connections, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils.connection import ConnectionDoesNotExist
 
 from django_convstore import (
     BackendError,
     BackendUnavailableError,
+    codec,
     create_store,
     is_database_store,
 )
-from django_convstore import codec
-from django_convstore.backends.database import catalog as catalog_module
 from django_convstore.backends.database import DatabaseStore
+from django_convstore.backends.database import catalog as catalog_module
 from django_convstore.checks import check_stores
 from django_convstore.clock import now_ms
 from django_convstore.models import StoredConversation, StoredMessage
@@ -686,7 +688,7 @@ def test_a_read_only_database_is_a_backend_error(db_store):
             lambda: replica.set_ttl("c", 60),
             lambda: replica.delete("c"),
         ):
-            with pytest.raises(BackendError, match="(?i)read") as info:
+            with pytest.raises(BackendError, match=r"(?i)read") as info:
                 write()
             assert not isinstance(info.value, BackendUnavailableError)
     assert db_store.load("c").metadata.message_count == 1
@@ -715,3 +717,284 @@ def test_store_recovers_when_its_connection_is_killed():
         store.load("c")
     assert [m.content for m in store.load("c").messages] == ["hello"]
     store.clear()
+
+
+# -- migrating 0.1 rows ---------------------------------------------------------------------------
+
+
+@contextmanager
+def unlisted(alias: str) -> Iterator[tuple[str, DatabaseStore]]:
+    """A store on ``alias``, whose connection object exists while the alias is unlisted.
+
+    Django's test case allows such dynamically created connections besides the
+    test's ``databases``.
+    """
+    store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": alias}})
+    assert isinstance(store, DatabaseStore)
+    connections[alias]
+    del connections.settings[alias]
+    try:
+        yield alias, store
+    finally:
+        connections[alias].close()
+
+
+@contextmanager
+def scratch_database(db_alias: str, tmp_path: Path) -> Iterator[tuple[str, DatabaseStore]]:
+    """A new, empty database on the server of ``db_alias`` (alias ``scratch``), and a store."""
+    settings_dict = connections[db_alias].settings_dict
+    engine = settings_dict["ENGINE"]
+    if vendor(db_alias) == "sqlite":
+        path = str(tmp_path / "scratch.sqlite3")
+        with extra_database("scratch", ENGINE=engine, NAME=path), unlisted("scratch") as found:
+            yield found
+        return
+    name = f"convstore_scratch_{uuid.uuid4().hex[:8]}"
+    keys = ("ENGINE", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+    server = {key: settings_dict[key] for key in keys}
+    with connections[db_alias].cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    try:
+        with extra_database("scratch", NAME=name, **server), unlisted("scratch") as found:
+            yield found
+    finally:
+        with connections[db_alias].cursor() as cursor:
+            cursor.execute(f"DROP DATABASE {name}")
+
+
+def migrate(alias: str, target: str) -> Any:
+    """Migrate ``alias`` to ``django_convstore``'s ``target``; the app registry of that state."""
+    executor = MigrationExecutor(connections[alias])
+    executor.migrate([("django_convstore", target)])
+    return executor.loader.project_state([("django_convstore", target)]).apps
+
+
+def test_rows_written_by_0_1_keep_working_after_migrating(db_alias, tmp_path):
+    with scratch_database(db_alias, tmp_path) as (alias, store):
+        old = migrate(alias, "0001_initial")
+        conversations = old.get_model("django_convstore", "StoredConversation").objects
+        messages = old.get_model("django_convstore", "StoredMessage").objects
+        now = now_ms()
+        a = conversations.using(alias).create(
+            namespace="aikit",
+            conversation_id="a",
+            owner="7",
+            created_at=now - 10,
+            updated_at=now,
+            ttl=3600,
+            expires_at=now + 3_600_000,
+            message_count=3,
+            first_position=2,
+            metadata={"title": "trip", "n": 1e300},
+        )
+        rows_01 = [
+            (0, "gone", "left over by 0.1: outside the range, never shown", {}),
+            (2, "m1", "hi", {}),
+            (3, "m1", "NUL \x00 inside", {"k": [1, None]}),  # 0.1 allowed a duplicate id
+            (4, "m2", "bye", {"tokens": 3}),
+        ]
+        for position, message_id, content, metadata in rows_01:
+            messages.using(alias).create(
+                conversation=a,
+                position=position,
+                message_id=message_id,
+                role="user" if position % 2 else "assistant",
+                content=content,
+                timestamp=now - 100 + position,
+                metadata=metadata,
+            )
+        conversations.using(alias).create(
+            namespace="aikit",
+            conversation_id="empty",
+            owner=None,
+            created_at=now,
+            updated_at=now,
+            message_count=0,
+            first_position=7,
+        )
+
+        migrate(alias, "0003_message_ids_unique")
+
+        loaded = store.load("a", owner="7")
+        assert [m.to_dict() for m in loaded.messages] == [
+            {"id": "m1", "role": "assistant", "content": "hi", "timestamp": now - 98,
+             "metadata": {}},
+            {"id": "m1~3", "role": "user", "content": "NUL \x00 inside", "timestamp": now - 97,
+             "metadata": {"k": [1, None]}},
+            {"id": "m2", "role": "assistant", "content": "bye", "timestamp": now - 96,
+             "metadata": {"tokens": 3}},
+        ]  # fmt: skip
+        meta = loaded.metadata
+        assert (meta.message_count, meta.owner, meta.ttl) == (3, "7", 3600)
+        assert meta.metadata == {"title": "trip", "n": 1e300}
+        assert store.load("empty").messages == []
+        # 0.2 behaviour on migrated rows: idempotent appends, pop, ids compared exactly.
+        assert store.append("a", [{"role": "user", "content": "x", "id": "m2"}]).message_count == 3
+        store.append("a", [{"role": "user", "content": c, "id": c} for c in ("Case", "case ")])
+        assert [m.id for m in store.load("a", last=2).messages] == ["Case", "case "]
+        assert [m.id for m in store.pop("a", 3)] == ["m2", "Case", "case "]
+        assert store.load("a").metadata.message_count == 2
+
+
+# -- acting as an owner: a stranger's reads never touch the messages ---------------------------
+
+
+def _work_counter(alias: str) -> Callable[[Callable[[], Any]], int]:
+    """A function measuring what running a call costs the database, by vendor.
+
+    PostgreSQL: message rows read (``pg_stat_xact_user_tables`` of the messages table,
+    inside one transaction). MySQL: rows read by the storage engine (``Handler_read_*``).
+    SQLite: virtual machine instructions (a progress handler called for each).
+    """
+    connection = connections[alias]
+    table = StoredMessage._meta.db_table
+    if connection.vendor == "postgresql":
+
+        def rows_read() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
+                    "FROM pg_stat_xact_user_tables WHERE relname = %s",
+                    [table],
+                )
+                return int(cursor.fetchone()[0])
+
+        def measure(call: Callable[[], Any]) -> int:
+            with transaction.atomic(using=alias):
+                before = rows_read()
+                call()
+                return rows_read() - before
+
+        return measure
+    if connection.vendor == "mysql":
+
+        def handler_reads() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read%%'")
+                return sum(int(value) for _name, value in cursor.fetchall())
+
+        def measure_mysql(call: Callable[[], Any]) -> int:
+            before = handler_reads()
+            call()
+            return handler_reads() - before
+
+        return measure_mysql
+
+    def measure_sqlite(call: Callable[[], Any]) -> int:
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        connection.ensure_connection()
+        connection.connection.set_progress_handler(count, 1)
+        try:
+            call()
+        finally:
+            connection.connection.set_progress_handler(None, 1)
+        return steps[0]
+
+    return measure_sqlite
+
+
+def test_a_strangers_reads_never_read_the_messages(make_db_store, db_alias):
+    store = make_db_store()
+    for start in range(0, 2000, 1000):
+        store.append("big", [{**MESSAGE, "id": str(i)} for i in range(start, start + 1000)],
+                     owner="alice")  # fmt: skip
+    measure = _work_counter(db_alias)
+    strangers = {
+        "load": measure(lambda: store.load("big", owner="mallory")),
+        "load(last=N)": measure(lambda: store.load("big", owner="mallory", last=500)),
+        "exists": measure(lambda: store.exists("big", owner="mallory")),
+    }
+    missing = measure(lambda: store.load("nothing-here", owner="mallory"))
+    owners = measure(lambda: store.load("big", owner="alice"))
+    assert owners >= 2000  # the measure sees message rows being read …
+    if vendor(db_alias) == "postgresql":
+        assert strangers == {"load": 0, "load(last=N)": 0, "exists": 0}  # … none for a stranger
+    else:
+        # … and a stranger's read costs what reading a missing id costs.
+        assert all(cost <= missing + 50 for cost in strangers.values()), (strangers, missing)
+    assert store.load("big", owner="mallory") is None
+
+
+def test_metadata_with_nul_in_keys_merges_exactly(db_store):
+    key = "nul\x00key"
+    db_store.save("c", [MESSAGE], metadata={key: 1, "n": 1e300})
+    with CaptureQueriesContext(connections[db_store.database]) as ctx:
+        merged = db_store.update_metadata("c", {"b": 2})
+    assert merged.metadata == {key: 1, "n": 1e300, "b": 2}
+    saved = db_store.save("c", [MESSAGE], metadata={"b": 3, key: 4})
+    assert saved.metadata.metadata == {key: 4, "n": 1e300, "b": 3}
+    assert db_store.load("c").metadata.metadata == {key: 4, "n": 1e300, "b": 3}
+    if vendor(db_store.database) == "postgresql":
+        # SQL cannot merge a key holding NUL: the merge moved to Python, under the row lock.
+        statements = [q["sql"].split()[0] for q in ctx.captured_queries]
+        assert statements == ["UPDATE", "BEGIN", "SELECT", "UPDATE", "COMMIT"]
+
+
+@postgres_only()
+def test_postgresql_merges_metadata_in_sql_keeping_values_exact():
+    store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": POSTGRES_ALIAS}})
+    store.save("c", [MESSAGE], metadata={"a": 1e300, "b": [1, {"x": None}], "é": "\x01"})
+    with CaptureQueriesContext(connections[POSTGRES_ALIAS]) as ctx:
+        meta = store.update_metadata("c", {"b": 2, "c": -0.5})
+    assert meta.metadata == {"a": 1e300, "b": 2, "é": "\x01", "c": -0.5}
+    assert type(store.load("c").metadata.metadata["a"]) is float
+    assert len(ctx.captured_queries) == 1
+    store.clear()
+
+
+@postgres_only()
+def test_a_write_that_waited_for_the_lock_runs_again_holding_it():
+    """PostgreSQL: a pop whose snapshot predates the writer it waited for must not use it."""
+    store = create_store({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": POSTGRES_ALIAS}})
+    store.save("c", [{**MESSAGE, "id": str(i)} for i in range(3)])
+    entered, release = threading.Event(), threading.Event()
+
+    def late_append() -> None:
+        with transaction.atomic(using=POSTGRES_ALIAS):
+            store.append("c", [{**MESSAGE, "id": "late"}])  # holds the row lock …
+            entered.set()
+            release.wait(10)  # … until the pop below waits for it
+        connections.close_all()
+
+    writer = threading.Thread(target=late_append)
+    writer.start()
+    entered.wait(10)
+    popped: list[Any] = []
+    statements: list[str] = []
+
+    def pop() -> None:
+        with CaptureQueriesContext(connections[POSTGRES_ALIAS]) as ctx:
+            popped.extend(store.pop("c"))
+        statements.extend(q["sql"].split()[0] for q in ctx.captured_queries)
+        connections.close_all()
+
+    popper = threading.Thread(target=pop)
+    popper.start()
+    wait_for_a_lock_wait(POSTGRES_ALIAS)
+    release.set()
+    writer.join(10)
+    popper.join(10)
+    assert [m.id for m in popped] == ["late"]  # the newest message, not the snapshot's
+    assert statements == ["WITH", "BEGIN", "SELECT", "WITH", "COMMIT"]
+    assert [m.id for m in store.load("c").messages] == ["0", "1", "2"]
+    store.clear()
+
+
+def wait_for_a_lock_wait(alias: str) -> None:
+    """Return once some session of this test database waits for a lock."""
+    with connections[alias].cursor() as cursor:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    pytest.fail("nobody waited for the lock")
