@@ -471,7 +471,7 @@ def test_load_last_reads_only_the_tail(db_store):
     assert [m.content for m in loaded.messages] == ["47", "48", "49"]
     assert loaded.metadata.message_count == 50
     (query,) = ctx.captured_queries
-    assert "DESC LIMIT 3" in query["sql"]
+    assert "ORDER BY m.position DESC LIMIT" in query["sql"]
 
 
 # Statements per operation, BEGIN/COMMIT included, for (SQLite, PostgreSQL, MySQL/MariaDB).

@@ -66,7 +66,7 @@ class DatabaseStore(BaseStore):
     """
 
     backend_name: ClassVar[str] = "database"
-    option_names: ClassVar[frozenset[str]] = frozenset({"DATABASE"})
+    option_names: ClassVar[frozenset[str]] = frozenset({"DATABASE", "PREPARED_STATEMENTS"})
     required_modules: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, location: str = "", params: Any = None, *, alias: str | None = None):
@@ -90,6 +90,14 @@ class DatabaseStore(BaseStore):
                 )
         #: The explicit database alias, or None to let the routers decide.
         self.database: str | None = database
+        prepared = self.options.get("PREPARED_STATEMENTS", True)
+        if not isinstance(prepared, bool):
+            raise self.configuration_error(
+                f"OPTIONS['PREPARED_STATEMENTS'] must be True or False, not {prepared!r}."
+            )
+        #: PostgreSQL: prepare the store's statements on the server (see the docs: turn it
+        #: off behind a connection pooler that cannot keep prepared statements).
+        self.prepared_statements: bool = prepared
 
     # -- where and how -----------------------------------------------------------------------
 
@@ -102,7 +110,9 @@ class DatabaseStore(BaseStore):
     def _ops(self, db: str) -> Operations:
         connection = connections[db]
         operations = OPERATIONS.get(connection.vendor, SqliteOperations)
-        return operations(connection, self.namespace, self.default_ttl)
+        return operations(
+            connection, self.namespace, self.default_ttl, prepared=self.prepared_statements
+        )
 
     def _catalog(self, db: str) -> Catalog:
         vendor = connections[db].vendor

@@ -33,10 +33,19 @@ class Operations(ABC):
     #: How the documents of a conversation are joined into one value by a load.
     aggregate: ClassVar[str] = sql.PG_AGGREGATE
 
-    def __init__(self, connection: BaseDatabaseWrapper, namespace: str, default_ttl: int | None):
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        namespace: str,
+        default_ttl: int | None,
+        *,
+        prepared: bool = True,
+    ):
         self.connection = connection
         self.namespace = namespace
         self.default_ttl = default_ttl
+        #: Prepare the statements on the server where the vendor's module does (PostgreSQL).
+        self.prepared = prepared
 
     # -- running statements ------------------------------------------------------------------
 
@@ -48,15 +57,19 @@ class Operations(ABC):
             text = _rendered[key] = sql.render(template, self.connection)
         return text
 
+    def cursor(self) -> Any:
+        """A cursor of Django's connection (logged, wrapped, errors translated by Django)."""
+        return self.connection.cursor()
+
     def fetch(self, template: str, params: Params | Sequence[Any]) -> list[tuple[Any, ...]]:
         """The rows a statement returns."""
-        with self.connection.cursor() as cursor:
+        with self.cursor() as cursor:
             cursor.execute(self.sql(template), params)
-            return cursor.fetchall()
+            return list(cursor.fetchall())
 
     def write(self, template: str, params: Params | Sequence[Any]) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
-        with self.connection.cursor() as cursor:
+        with self.cursor() as cursor:
             cursor.execute(self.sql(template), params)
             return int(cursor.rowcount)
 

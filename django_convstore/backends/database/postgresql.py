@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from ...exceptions import BackendError
@@ -31,10 +32,45 @@ MAX_ROUNDS = 50
 AGAIN = object()
 
 
+@cache
+def _prepared_cursor_class() -> type | None:
+    """psycopg 3's server-binding cursor, preparing each statement on first use (else None).
+
+    Planning one of the write statements costs more than running it; prepared
+    (once per connection), PostgreSQL reuses the plan. psycopg2 has no such
+    cursor: its connections use Django's cursor.
+    """
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if not is_psycopg3:
+        return None
+    import psycopg
+
+    class PreparedCursor(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            kwargs.setdefault("prepare", True)
+            return super().execute(query, params, **kwargs)
+
+    return PreparedCursor
+
+
 class PostgresOperations(Operations):
     """The store's primitives as single PostgreSQL statements."""
 
     aggregate = sql.PG_AGGREGATE
+
+    def cursor(self) -> Any:
+        prepared_cursor = _prepared_cursor_class() if self.prepared else None
+        if prepared_cursor is None:
+            return super().cursor()
+        connection = self.connection
+        connection.ensure_connection()
+        connection.validate_thread_sharing()
+        raw = prepared_cursor(connection.connection)
+        # Django's own wrapper: query logging, execute_wrappers, database errors translated.
+        if connection.queries_logged:
+            return connection.make_debug_cursor(raw)
+        return connection.make_cursor(raw)
 
     @contextmanager
     def _locked(self, conversation_id: str, now: int) -> Iterator[tuple[Any, ...] | None]:
@@ -84,7 +120,9 @@ class PostgresOperations(Operations):
         ttl = self.default_ttl
         params.update(ttl=ttl, expires=rows.expires_at(now, ttl), touch=touch, metadata="{}")
 
-        def attempt(_lock: tuple[Any, ...] | None) -> Any:
+        def attempt(lock: tuple[Any, ...] | None) -> Any:
+            # Replacing an expired conversation needs a current snapshot: only under the lock.
+            params["revive"] = lock is not None
             for status, *values in self.fetch(sql.PG_APPEND, params):
                 if status == "refused":
                     raise mismatch(conversation_id)

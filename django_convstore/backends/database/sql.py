@@ -195,19 +195,32 @@ _PG_MERGE = """CASE WHEN strpos({old}, '\\u0000') = 0
     ) AS pairs
 ) END"""
 
+#: The conversation row, locked (its newest version), without the snapshot check: an append
+#: needs a current snapshot only to replace an expired conversation, which it does only when
+#: ``%(revive)s`` (set when it already holds the lock).
+_PG_LOCK_APPEND = """
+locked AS MATERIALIZED (
+    SELECT c.id, c.owner, c.created_at, c.updated_at, c.ttl, c.expires_at, c.message_count,
+           c.next_position, c.metadata,
+           (c.expires_at IS NULL OR c.expires_at > %(now)s) AS live
+    FROM {conv} c
+    WHERE c.namespace = %(ns)s AND c.conversation_id = %(cid)s
+    FOR UPDATE
+)"""
+
 PG_APPEND = (
     "WITH"
     + _PG_INPUT
     + ","
-    + _PG_LOCK
+    + _PG_LOCK_APPEND
     + """,
 target AS MATERIALIZED (
     SELECT l.* FROM locked l
     WHERE CASE WHEN l.live THEN """
     + _PG_OWNER_OK.replace("{a}", "l")
-    + """ ELSE l.fresh END
+    + """ ELSE %(revive)s END
 ),"""
-    + _PG_CREATE
+    + _PG_CREATE.replace("SELECT 1 FROM existing", "SELECT 1 FROM locked")
     + """,
 purge AS (
     DELETE FROM {msg} m USING target t WHERE m.conversation_id = t.id AND NOT t.live
