@@ -43,20 +43,13 @@ from __future__ import annotations
 
 import binascii
 import os
-import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tests.servers.redis_server import (
-    START_TIMEOUT,
-    RedisServer,
-    _encode,
-    _read_reply,
-    find_binary,
-    free_port,
-)
+from tests.servers.redis_replication import acknowledged, in_sync, parse_info, send_commands
+from tests.servers.redis_server import START_TIMEOUT, RedisServer, find_binary, free_port
 
 SLOTS = 16384
 CLUSTER_TIMEOUT = 60.0
@@ -75,9 +68,20 @@ def key_slot(key: str | bytes) -> int:
 
 
 def slot_ranges(masters: int) -> list[tuple[int, int]]:
-    """An even split of the slots over ``masters`` masters: inclusive ``(first, last)`` pairs."""
-    bounds = [i * SLOTS // masters for i in range(masters + 1)]
-    return [(bounds[i], bounds[i + 1] - 1) for i in range(masters)]
+    """The slots split evenly over ``masters``, as ``redis-cli --cluster create`` splits them.
+
+    Inclusive ``(first, last)`` pairs; 3 masters: 0-5460, 5461-10922, 10923-16383.
+    """
+    per_master = SLOTS / masters
+    ranges = []
+    first = 0
+    cursor = 0.0
+    for index in range(masters):
+        last = SLOTS - 1 if index == masters - 1 else round(cursor + per_master - 1)
+        ranges.append((first, last))
+        first = last + 1
+        cursor += per_master
+    return ranges
 
 
 class ClusterError(RuntimeError):
@@ -134,15 +138,6 @@ def parse_cluster_nodes(text: str) -> list[NodeView]:
     return views
 
 
-def _parse_info(text: str) -> dict[str, str]:
-    info = {}
-    for line in str(text).splitlines():
-        name, sep, value = line.partition(":")
-        if sep and not line.startswith("#"):
-            info[name.strip()] = value.strip()
-    return info
-
-
 class ClusterNode(RedisServer):
     """One cluster-enabled server: a :class:`RedisServer` with a cluster bus port."""
 
@@ -195,26 +190,16 @@ class ClusterNode(RedisServer):
         return reply
 
     def commands(self, *commands: Iterable[str], timeout: float = 10.0) -> list[Any]:
-        """Send several commands on one connection (so ``WAIT`` sees the writes before it).
-
-        Error replies are returned as ``RuntimeError`` instances, not raised.
-        """
-        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
-            stream = sock.makefile("rb")
-            batch = [list(command) for command in commands]
-            if self.password:
-                batch.insert(0, ["AUTH", self.password])
-            sock.sendall(b"".join(_encode(*command) for command in batch))
-            replies = [_read_reply(stream) for _ in batch]
-        return replies[1:] if self.password else replies
+        """Several commands on one connection (see :func:`send_commands`)."""
+        return send_commands(self, *commands, timeout=timeout)
 
     def cluster_info(self) -> dict[str, str]:
         """``CLUSTER INFO`` as a dict."""
-        return _parse_info(self.call("CLUSTER", "INFO"))
+        return parse_info(self.call("CLUSTER", "INFO"))
 
     def info(self, section: str = "replication") -> dict[str, str]:
         """``INFO <section>`` as a dict."""
-        return _parse_info(self.call("INFO", section))
+        return parse_info(self.call("INFO", section))
 
     def view(self) -> list[NodeView]:
         """This node's ``CLUSTER NODES``."""
@@ -381,12 +366,23 @@ class LocalCluster:
     # -- health ------------------------------------------------------------------------
 
     def is_healthy(self) -> bool:
-        """Every node is up, ``cluster_state:ok`` everywhere, all agree, replicas in sync."""
+        """Every node is up, ``cluster_state:ok`` everywhere, all agree, replicas streaming.
+
+        "Streaming" is proven by a marker write each master waits for
+        (see :mod:`tests.servers.redis_replication`).
+        """
         if len(self.running()) != len(self.nodes):
             return False
         try:
-            return self._agreed(self.nodes) and all(
-                self._in_sync(node) for node in self.nodes if not node.myself().is_master
+            if not self._agreed(self.nodes):
+                return False
+            for node in self.nodes:
+                me = node.myself()
+                if not me.is_master and not in_sync(node, self.node(str(me.master_id))):
+                    return False
+            return all(
+                self.wait_replicated(master, timeout_ms=500) == self.replicas_per_master
+                for master in self.masters()
             )
         except (OSError, ClusterError):
             return False
@@ -409,13 +405,6 @@ class LocalCluster:
         covered = sum(last - first + 1 for _, _, _, slots in expected for first, last in slots)
         masters = sum(1 for _, is_master, _, slots in expected if is_master and slots)
         return covered == SLOTS and masters == self.master_count
-
-    @staticmethod
-    def _in_sync(replica: ClusterNode) -> bool:
-        info = replica.info("replication")
-        return (
-            info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == "0"
-        )
 
     def wait_until_healthy(self, timeout: float = CLUSTER_TIMEOUT) -> None:
         """Wait until :meth:`is_healthy` (raises :class:`ClusterError` with the views)."""
@@ -518,18 +507,16 @@ class LocalCluster:
         return acks
 
     def wait_replicated(self, master: ClusterNode, *, timeout_ms: int = 5000) -> int:
-        """Marker write + ``WAIT`` on one master; how many replicas acknowledged it."""
+        """Marker write + ``WAIT`` on one master; how many replicas acknowledged it.
+
+        The marker key (in one of the master's slots) is deleted afterwards.
+        """
         self._markers += 1
         key = marker_key(master.myself().slots, self._markers)
-        reply = master.commands(
-            ["SET", key, str(time.time())],
-            ["WAIT", str(self.replicas_per_master), str(timeout_ms)],
-            timeout=timeout_ms / 1000 + 5,
-        )
-        for item in reply:
-            if isinstance(item, RuntimeError):
-                raise ClusterError(f"checkpoint on {master!r}: {item}")
-        return int(reply[1])
+        try:
+            return acknowledged(master, self.replicas_per_master, key=key, timeout_ms=timeout_ms)
+        except RuntimeError as exc:
+            raise ClusterError(f"checkpoint on {master!r}: {exc}") from exc
 
     def require_checkpoint(self, timeout_ms: int = 5000) -> None:
         """:meth:`checkpoint`, raising unless every master reached all its replicas."""

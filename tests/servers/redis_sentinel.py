@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.servers.redis_cluster import _parse_info
+from tests.servers.redis_replication import acknowledged, in_sync, parse_info
 from tests.servers.redis_server import RedisServer, find_binary
 
 SETUP_TIMEOUT = 60.0
@@ -60,7 +60,7 @@ class DataNode(RedisServer):
 
     def replication(self) -> dict[str, str]:
         """``INFO replication`` as a dict."""
-        return _parse_info(self.command("INFO", "replication"))
+        return parse_info(self.command("INFO", "replication"))
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
@@ -228,7 +228,7 @@ class SentinelSetup:
             for node in self.data_nodes:
                 node.start()
             self._wait(
-                lambda: all(_in_sync(n, self.initial_master) for n in self.data_nodes[1:]),
+                lambda: self._streaming(self.initial_master, self.data_nodes[1:]),
                 timeout,
                 "the replicas' first sync",
             )
@@ -249,7 +249,7 @@ class SentinelSetup:
         try:
             master = self.master
             replicas = [n for n in self.data_nodes if n is not master]
-            if any(not n.is_running() or not _in_sync(n, master) for n in replicas):
+            if any(not n.is_running() for n in replicas) or not self._streaming(master, replicas):
                 return False
             for sentinel in self.sentinels:
                 if sentinel.master_address() != (master.host, master.port):
@@ -267,6 +267,14 @@ class SentinelSetup:
         except (OSError, SentinelError):
             return False
         return True
+
+    @staticmethod
+    def _streaming(master: DataNode, replicas: list[DataNode]) -> bool:
+        """Every replica synced with ``master`` and acknowledging its writes."""
+        if not all(in_sync(replica, master) for replica in replicas):
+            return False
+        probe = "convstore-sync-probe"
+        return acknowledged(master, len(replicas), key=probe, timeout_ms=500) == len(replicas)
 
     def wait_until_ready(self, timeout: float = SETUP_TIMEOUT) -> None:
         """Wait until :meth:`is_ready`."""
@@ -356,13 +364,3 @@ class SentinelSetup:
         node.replicaof = self.master
         node.start()
         self.wait_until_ready(timeout)
-
-
-def _in_sync(replica: DataNode, master: RedisServer) -> bool:
-    info = replica.replication()
-    return (
-        info.get("role") == "slave"
-        and info.get("master_port") == str(master.port)
-        and info.get("master_link_status") == "up"
-        and info.get("master_sync_in_progress") == "0"
-    )
