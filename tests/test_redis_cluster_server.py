@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.servers.redis_cluster import (
 )
 from tests.servers.redis_replication import send_commands
 from tests.servers.redis_sentinel import SentinelSetup
+from tests.servers.tls import tls_available
 
 
 def _gone(pid: int) -> bool:
@@ -108,9 +110,11 @@ def test_keys_spread_over_the_three_masters(redis_cluster: LocalCluster) -> None
             per_master[master.port] += 1
             assert master.call("GET", key) == key  # the server itself holds it
         assert all(count > 60 for count in per_master.values()), per_master
-        assert set(client.get_primaries()) and {
-            node.port for node in client.get_primaries()
-        } == set(per_master)
+        assert {node.port for node in client.get_primaries()} == set(per_master)
+        # CLUSTER SLOTS lists every replica too (the harness waits for that)
+        assert {node.port for node in client.get_replicas()} == {
+            node.port for node in redis_cluster.replicas()
+        }
     finally:
         client.delete(*keys)
         client.close()
@@ -212,6 +216,43 @@ def test_a_password_protected_cluster_on_every_server_binary(
     assert cluster.seed_url.startswith("redis://:p%40ss%20word@127.0.0.1:")
     assert cluster.is_healthy()
     assert list(cluster.checkpoint().values()) == [1, 1, 1]
+
+
+@pytest.mark.slow
+def test_a_tls_cluster_takes_rediss_seeds_and_fails_over(
+    make_redis_cluster: Callable[..., LocalCluster],
+) -> None:
+    pytest.importorskip("redis")
+    if not tls_available():
+        pytest.skip("trustme is not installed (the test extra brings it)")
+    from redis.cluster import RedisCluster
+
+    cluster = make_redis_cluster(password="pw", tls=True)
+    assert cluster.seed_url.startswith("rediss://:pw@127.0.0.1:")
+    client: RedisCluster = RedisCluster.from_url(cluster.seed_url, **cluster.client_kwargs)
+    try:
+        assert {node.port for node in client.get_primaries()} == {
+            node.tls_port for node in cluster.masters()
+        }
+        client.set("{tls}:k", "v")
+        cluster.require_checkpoint()
+        killed, _ = cluster.kill_master(cluster.master_for("{tls}:k"))
+        assert _eventually(lambda: client.get("{tls}:k")) == b"v"
+        cluster.rejoin(killed)
+    finally:
+        client.close()
+
+
+def _eventually(read: Callable[[], object], timeout: float = 10.0) -> object:
+    """``read()``'s result once it stops raising (a client catching up with a failover)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return read()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # -- Sentinel ------------------------------------------------------------------------------

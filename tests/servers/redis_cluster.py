@@ -26,6 +26,12 @@ ADDSLOTSRANGE`` (an even split of the 16384 slots), ``CLUSTER MEET``,
 reports ``cluster_state:ok``, agrees on who serves what, and every replica
 is in sync. ``redis-cli`` is never needed.
 
+``LocalCluster(password="pw")`` sets ``requirepass``/``masterauth``;
+``LocalCluster(tls=True)`` gives every node a TLS port (certificates from
+:mod:`tests.servers.tls`) with TLS on the cluster bus and for replication:
+``seed_url`` is then ``rediss://…`` and ``client_kwargs`` names the CA to
+trust. The harness itself always talks plaintext on ``node.port``.
+
 Failover is fast: ``cluster-node-timeout`` is ``node_timeout_ms`` (2 s by
 default), replicas always stand for election
 (``cluster-replica-validity-factor 0``) and full syncs start at once
@@ -43,13 +49,17 @@ from __future__ import annotations
 
 import binascii
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from tests.servers.redis_replication import acknowledged, in_sync, parse_info, send_commands
 from tests.servers.redis_server import START_TIMEOUT, RedisServer, find_binary, free_port
+from tests.servers.tls import TLSFiles, tls_files
 
 SLOTS = 16384
 CLUSTER_TIMEOUT = 60.0
@@ -139,7 +149,11 @@ def parse_cluster_nodes(text: str) -> list[NodeView]:
 
 
 class ClusterNode(RedisServer):
-    """One cluster-enabled server: a :class:`RedisServer` with a cluster bus port."""
+    """One cluster-enabled server: a :class:`RedisServer` with a cluster bus port.
+
+    With ``tls`` it also listens for TLS on ``tls_port``, and the cluster bus
+    and replication use TLS; ``port`` stays plaintext for the harness.
+    """
 
     def __init__(
         self,
@@ -149,10 +163,16 @@ class ClusterNode(RedisServer):
         password: str | None = None,
         binary: str | None = None,
         port: int | None = None,
+        tls: TLSFiles | None = None,
+        tls_port: int | None = None,
     ) -> None:
         super().__init__(password=password, binary=binary, port=port)
         self.cluster_port = cluster_port
         self.node_timeout_ms = node_timeout_ms
+        self.tls = tls
+        self.tls_port = tls_port if tls is not None else None
+        if tls is not None and tls_port is None:
+            raise ValueError("a TLS node needs a tls_port")
         self._node_id: str | None = None
 
     def _arguments(self) -> list[str]:
@@ -168,12 +188,34 @@ class ClusterNode(RedisServer):
         ]  # fmt: skip
         if self.password:
             args += ["--masterauth", self.password]
+        if self.tls is not None:
+            args += [
+                "--tls-port", str(self.tls_port),
+                "--tls-cluster", "yes",
+                "--tls-replication", "yes",
+                "--tls-cert-file", self.tls.cert_file,
+                "--tls-key-file", self.tls.key_file,
+                "--tls-ca-cert-file", self.tls.ca_file,
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         return args
 
     @property
+    def client_port(self) -> int:
+        """The port clients use: ``tls_port`` on a TLS node, else ``port``."""
+        return self.tls_port if self.tls_port is not None else self.port
+
+    @property
     def address(self) -> tuple[str, int]:
-        """``(host, port)``."""
-        return (self.host, self.port)
+        """``(host, client_port)``."""
+        return (self.host, self.client_port)
+
+    @property
+    def client_url(self) -> str:
+        """``redis://`` (or ``rediss://`` on a TLS node) ``[:password@]host:client_port``."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        scheme = "rediss" if self.tls is not None else "redis"
+        return f"{scheme}://{auth}{self.host}:{self.client_port}"
 
     @property
     def node_id(self) -> str:
@@ -227,6 +269,7 @@ class LocalCluster:
         password: str | None = None,
         node_timeout_ms: int = 2000,
         binary: str | None = None,
+        tls: bool = False,
     ) -> None:
         if masters < 1 or replicas < 0:
             raise ValueError("a cluster needs at least one master and no negative replicas")
@@ -239,16 +282,21 @@ class LocalCluster:
         self.replicas_per_master = replicas
         self.password = password
         self.node_timeout_ms = node_timeout_ms
-        ports = _distinct_free_ports(2 * masters * (1 + replicas))
+        count = masters * (1 + replicas)
+        ports = _distinct_free_ports(3 * count)
+        self.tls_directory = tempfile.mkdtemp(prefix="convstore-cluster-tls-") if tls else None
+        self.tls = None if self.tls_directory is None else tls_files(self.tls_directory)
         self.nodes = [
             ClusterNode(
-                port=ports[2 * i],
-                cluster_port=ports[2 * i + 1],
+                port=ports[3 * i],
+                cluster_port=ports[3 * i + 1],
+                tls_port=ports[3 * i + 2],
+                tls=self.tls,
                 node_timeout_ms=node_timeout_ms,
                 password=password,
                 binary=self.binary,
             )
-            for i in range(masters * (1 + replicas))
+            for i in range(count)
         ]
         self._markers = 0
         self._replicas_before_kill: dict[str, set[str]] = {}
@@ -257,18 +305,23 @@ class LocalCluster:
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
-        """``(host, port)`` of every node (for ``redis.cluster.ClusterNode``)."""
+        """``(host, port)`` clients use, of every node (for ``redis.cluster.ClusterNode``)."""
         return [node.address for node in self.nodes]
 
     @property
     def urls(self) -> list[str]:
-        """Every node's URL (``redis://[:password@]127.0.0.1:<port>``, no database)."""
-        return [_url(node) for node in self.nodes]
+        """Every node's URL (``redis[s]://[:password@]127.0.0.1:<port>``, no database)."""
+        return [node.client_url for node in self.nodes]
 
     @property
     def seed_url(self) -> str:
         """The URL of one running master: what ``LOCATION`` names."""
-        return _url(self.masters()[0])
+        return self.masters()[0].client_url
+
+    @property
+    def client_kwargs(self) -> dict[str, Any]:
+        """What a redis-py client needs besides the URL (the CA to trust, with ``tls``)."""
+        return {} if self.tls is None else {"ssl_ca_certs": self.tls.ca_file}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -320,6 +373,8 @@ class LocalCluster:
             node.kill()
         for node in self.nodes:
             node.close()
+        if self.tls_directory is not None:
+            shutil.rmtree(self.tls_directory, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -369,7 +424,9 @@ class LocalCluster:
         """Every node is up, ``cluster_state:ok`` everywhere, all agree, replicas streaming.
 
         "Streaming" is proven by a marker write each master waits for
-        (see :mod:`tests.servers.redis_replication`).
+        (see :mod:`tests.servers.redis_replication`). Every node's ``CLUSTER
+        SLOTS`` (what clients read) lists every replica too: a node leaves
+        out replicas whose replication offset it has not yet heard of.
         """
         if len(self.running()) != len(self.nodes):
             return False
@@ -380,12 +437,19 @@ class LocalCluster:
                 me = node.myself()
                 if not me.is_master and not in_sync(node, self.node(str(me.master_id))):
                     return False
-            return all(
+            if not all(
                 self.wait_replicated(master, timeout_ms=500) == self.replicas_per_master
                 for master in self.masters()
-            )
+            ):
+                return False
+            return all(self._slots_list_every_replica(node) for node in self.nodes)
         except (OSError, ClusterError):
             return False
+
+    def _slots_list_every_replica(self, node: ClusterNode) -> bool:
+        entries = node.call("CLUSTER", "SLOTS")
+        listed = {str(replica[2]) for entry in entries for replica in entry[3:]}
+        return len(listed) == self.master_count * self.replicas_per_master
 
     def _agreed(self, nodes: list[ClusterNode]) -> bool:
         """Every node in ``nodes`` is ok and sees the same roles, all slots, nobody failing."""
@@ -572,10 +636,6 @@ def marker_key(slots: Iterable[tuple[int, int]], number: int) -> str:
 def _candidates(number: int) -> Iterator[str]:
     for tag in range(SLOTS * 8):
         yield f"convstore-marker:{{m{tag}}}:{number}"
-
-
-def _url(node: ClusterNode) -> str:
-    return node.url.rsplit("/", 1)[0]
 
 
 def _distinct_free_ports(count: int) -> list[int]:

@@ -60,15 +60,22 @@ def online_replicas(master_info: dict[str, str]) -> set[int]:
     return ports
 
 
+def ports_of(server: RedisServer) -> set[int]:
+    """Every port ``server`` listens on (its ``tls_port`` too, when it has one)."""
+    tls_port = getattr(server, "tls_port", None)
+    return {server.port} if tls_port is None else {server.port, int(tls_port)}
+
+
 def in_sync(replica: RedisServer, master: RedisServer) -> bool:
-    """``replica`` replicates ``master``, its link is up and the master streams to it."""
+    """``replica`` replicates ``master``, its link is up and the master lists it online."""
     info = parse_info(replica.command("INFO", "replication"))
+    online = online_replicas(parse_info(master.command("INFO", "replication")))
     return (
         info.get("role") == "slave"
-        and info.get("master_port") == str(master.port)
+        and int(info.get("master_port") or 0) in ports_of(master)
         and info.get("master_link_status") == "up"
         and info.get("master_sync_in_progress") == "0"
-        and replica.port in online_replicas(parse_info(master.command("INFO", "replication")))
+        and bool(online & ports_of(replica))
     )
 
 
