@@ -29,7 +29,8 @@ from tests.servers.redis_cluster import (
 )
 from tests.servers.redis_replication import send_commands
 from tests.servers.redis_sentinel import SentinelSetup
-from tests.servers.tls import tls_available
+from tests.servers.redis_server import find_binary
+from tests.servers.tls import server_supports_tls, tls_available
 
 
 def _gone(pid: int) -> bool:
@@ -182,8 +183,6 @@ def test_closing_a_cluster_leaves_no_process_or_directory(
 
 
 def test_a_failed_start_cleans_up() -> None:
-    from tests.servers.redis_server import find_binary
-
     if find_binary() is None:
         pytest.skip("no Redis server binary")
     cluster = LocalCluster(masters=1, replicas=0)
@@ -225,6 +224,9 @@ def test_a_tls_cluster_takes_rediss_seeds_and_fails_over(
     pytest.importorskip("redis")
     if not tls_available():
         pytest.skip("trustme is not installed (the test extra brings it)")
+    binary = find_binary()
+    if binary is None or not server_supports_tls(binary):
+        pytest.skip(f"the server binary ({binary}) was built without TLS")
     from redis.cluster import RedisCluster
 
     cluster = make_redis_cluster(password="pw", tls=True)
