@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import django
@@ -368,8 +369,8 @@ def run_store(sizes: Sizes) -> list[dict[str, object]]:
                     rows.append(
                         compare(
                             f"list_conversations offset {offset}, {shards} buckets",
-                            lambda s=sharded, o=offset: store_list(s, o),
-                            lambda o=offset: store_list(standalone, o),
+                            partial(store_list, sharded, offset),
+                            partial(store_list, standalone, offset),
                             calls=sizes.list_calls,
                         )
                     )
@@ -437,8 +438,8 @@ def run_raw(sizes: Sizes) -> list[dict[str, object]]:
                     rows.append(
                         compare(
                             f"raw listing offset {offset}, {shards} buckets",
-                            lambda i=indexes, o=offset: raw_list(on_cluster, i, o),
-                            lambda o=offset: raw_list(standalone, single.indexes(), o),
+                            partial(raw_list, on_cluster, indexes, offset),
+                            partial(raw_list, standalone, single.indexes(), offset),
                             calls=sizes.list_calls,
                         )
                     )
