@@ -12,6 +12,7 @@ backend actually reads, never as time:
 - ZeroDB: bytes of the test server's answers;
 - PostgreSQL: rows read from the messages table (``pg_stat_xact_user_tables``,
   the request run inside one transaction);
+- MySQL/MariaDB: rows read by the storage engine (``Handler_read_*``);
 - SQLite: virtual machine instructions executed on the store's connection.
 
 The owner's own GET shows each probe does see the reads.
@@ -104,7 +105,7 @@ def zerodb_probe(server: Any) -> ReadProbe:
 
 
 def database_probe(alias: str) -> ReadProbe:
-    """Message rows read (PostgreSQL) or VM instructions run (SQLite) on the store's alias."""
+    """Rows read (PostgreSQL: of messages; MySQL: any) or VM instructions run (SQLite)."""
     connection = connections[alias]
     if connection.vendor == "postgresql":
         table = StoredMessage._meta.db_table
@@ -126,6 +127,19 @@ def database_probe(alias: str) -> ReadProbe:
                 return rows_read() - before
 
         return ReadProbe("message rows read", measure_rows, margin=0, owner_reads=MESSAGES)
+    if connection.vendor == "mysql":
+
+        def handler_reads() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read%%'")
+                return sum(int(value) for _name, value in cursor.fetchall())
+
+        def measure_handler(call: Call) -> int:
+            before = handler_reads()
+            call()
+            return handler_reads() - before
+
+        return ReadProbe("rows read", measure_handler, margin=20, owner_reads=MESSAGES)
     assert connection.vendor == "sqlite", connection.vendor
     step = 100
 
