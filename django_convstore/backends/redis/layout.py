@@ -1,0 +1,125 @@
+"""Key names of :class:`~django_convstore.backends.redis.RedisStore`: buckets and hash tags.
+
+A store's conversations are spread over ``OPTIONS["INDEX_SHARDS"]`` buckets
+(default 1); a conversation's bucket is ``crc32(id) % INDEX_SHARDS``. Every
+key of a bucket, the conversations' keys and the store-wide indexes over
+them alike, carries the Redis Cluster hash tag ``{<NAMESPACE>:<bucket>}``, so
+each write script touches a single slot::
+
+    <P>:{<N>:<b>}:m:<id>       hash: created_at, updated_at (ms), ttl (s, 0 = never),
+                               owner (absent = none), message_count, size (bytes
+                               of the data string that are live), msize (bytes of
+                               custom metadata), version, and one "m:<key>" field
+                               per custom metadata key (its JSON value)
+    <P>:{<N>:<b>}:d:<id>       string: the messages as a JSON array; only its first
+                               ``size`` bytes count (pop/truncate shorten it logically)
+    <P>:{<N>:<b>}:x:<id>       string: 4 bytes (unsigned, little-endian) per message,
+                               its offset in the data string
+    <P>:{<N>:<b>}:i:<id>       set: the message ids (idempotent appends)
+    <P>:{<N>:<b>}:recent       sorted set: id -> updated_at (listing, newest first)
+    <P>:{<N>:<b>}:expiry       sorted set: id -> expires_at (ms), conversations with a TTL
+    <P>:{<N>:<b>}:names        sorted set, all scores 0: ids in byte order (prefix search)
+    <P>:{<N>:<b>}:owner:<o>    sorted set: id -> updated_at, the conversations of owner <o>
+    <P>:{<N>:<b>}:totals       hash: messages, bytes (sums over the bucket)
+    <P>:{<N>:0}:layout         string: "2 shards=<INDEX_SHARDS>" (see :mod:`.legacy`)
+
+``<P>`` is ``KEY_PREFIX`` and ``<N>`` the store's ``NAMESPACE``; neither may
+contain ``{`` or ``}``, so the tag is always the first ``{…}`` of a key and
+conversation ids and owners never need escaping. The data, offsets and ids
+keys of a conversation expire (``PEXPIREAT``) when it does, so Redis frees
+its messages by itself; its ``m:`` hash and index entries stay until
+``cleanup()`` or the next write to that id, which is how ``get_stats`` and
+``cleanup`` still know what an expired conversation held.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import NamedTuple
+
+#: Version of this layout (the 0.1 layout is described in :mod:`.legacy`).
+LAYOUT_VERSION = 2
+
+
+class ConversationKeys(NamedTuple):
+    """Every key a conversation script gets, in the order of its ``KEYS``."""
+
+    meta: str
+    data: str
+    offsets: str
+    ids: str
+    recent: str
+    expiry: str
+    names: str
+    totals: str
+    #: Prefix of the bucket's per-owner index keys (the owner is appended).
+    owners: str
+
+
+class BucketKeys(NamedTuple):
+    """The index keys of one bucket, in the order of a bucket script's ``KEYS``."""
+
+    recent: str
+    expiry: str
+    names: str
+    totals: str
+    #: ``<P>:{<N>:<b>}:`` — bucket scripts build conversation keys from it.
+    prefix: str
+
+
+class Layout:
+    """Key names for one store (``KEY_PREFIX``, ``NAMESPACE``, ``INDEX_SHARDS``)."""
+
+    __slots__ = ("_buckets", "key_prefix", "marker", "namespace", "shards")
+
+    def __init__(self, key_prefix: str, namespace: str, shards: int = 1) -> None:
+        self.key_prefix = key_prefix
+        self.namespace = namespace
+        self.shards = shards
+        self._buckets = [self._bucket_keys(b) for b in range(shards)]
+        #: Records the layout version and bucket count the data was written with.
+        self.marker = f"{self._buckets[0].prefix}layout"
+
+    def _bucket_keys(self, bucket: int) -> BucketKeys:
+        prefix = f"{self.key_prefix}:{{{self.namespace}:{bucket}}}:"
+        return BucketKeys(
+            f"{prefix}recent", f"{prefix}expiry", f"{prefix}names", f"{prefix}totals", prefix
+        )
+
+    @property
+    def marker_value(self) -> str:
+        """What :attr:`marker` holds for this layout."""
+        return f"{LAYOUT_VERSION} shards={self.shards}"
+
+    def bucket_of(self, conversation_id: str) -> int:
+        """The bucket of a conversation: ``crc32(id) % INDEX_SHARDS``."""
+        if self.shards == 1:
+            return 0
+        return zlib.crc32(conversation_id.encode()) % self.shards
+
+    def buckets(self) -> list[BucketKeys]:
+        """Every bucket's index keys, bucket 0 first."""
+        return self._buckets
+
+    def conversation(self, conversation_id: str) -> ConversationKeys:
+        """The keys of one conversation and of its bucket's indexes."""
+        bucket = self._buckets[self.bucket_of(conversation_id)]
+        prefix = bucket.prefix
+        return ConversationKeys(
+            f"{prefix}m:{conversation_id}",
+            f"{prefix}d:{conversation_id}",
+            f"{prefix}x:{conversation_id}",
+            f"{prefix}i:{conversation_id}",
+            bucket.recent,
+            bucket.expiry,
+            bucket.names,
+            bucket.totals,
+            f"{prefix}owner:",
+        )
+
+    def owner_index(self, bucket: int, owner: str) -> str:
+        """The per-owner index key of ``owner`` in ``bucket``."""
+        return f"{self._buckets[bucket].prefix}owner:{owner}"
+
+
+__all__ = ["LAYOUT_VERSION", "BucketKeys", "ConversationKeys", "Layout"]

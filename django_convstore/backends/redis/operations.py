@@ -1,0 +1,545 @@
+"""What each store operation sends to Redis and how it reads the replies, without I/O.
+
+Every operation is a *plan*: a generator that yields requests (a script to
+run, a command, a ``MULTI``/``EXEC`` transaction, or a pipelined batch) and
+receives their replies, then returns the operation's result. The sync store
+and its native async twins drive the same plans (:mod:`.runner`,
+:mod:`.async_`), so both send exactly the same commands and share every rule.
+
+Messages travel as one JSON array per batch (``codec`` encodes each message
+straight into it), with a string of 4-byte offsets and the ids joined by
+``\\n`` (ids cannot contain control characters): three script arguments,
+whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+
+from ... import codec
+from ...exceptions import BackendError, OwnerMismatchError
+from ...types import Conversation, ConversationMetadata, Message, Page, StoreStats
+from ..base import remaining_ttl
+from . import scripts
+from .layout import BucketKeys, Layout
+
+#: Reply statuses of the conversation scripts (first element; see lib/conversation.lua).
+OK, MISMATCH, MISSING, TAKEN = 0, 1, 2, 3
+#: A load returns up to this many bytes of messages from its script; longer ones are read
+#: with a plain ``GETRANGE`` in a transaction (Lua copies big strings slowly).
+INLINE_BYTES = 32 * 1024
+#: How often a long load retries its transaction when a write slipped in between.
+LOAD_ATTEMPTS = 3
+#: Conversations handled per script call by ``cleanup()`` and ``clear()``.
+SWEEP_BATCH = 500
+
+_T = TypeVar("_T")
+
+SAVE = scripts.load("save")
+CREATE = scripts.load("create")
+PUT = scripts.load("put")
+APPEND = scripts.load("append")
+POP = scripts.load("pop")
+TRUNCATE = scripts.load("truncate")
+DELETE = scripts.load("delete")
+SET_TTL = scripts.load("set_ttl")
+UPDATE_METADATA = scripts.load("update_metadata")
+LOAD = scripts.load("load")
+PAGE = scripts.load("page")
+IDS = scripts.load("ids")
+STATS = scripts.load("stats")
+CLEANUP = scripts.load("cleanup")
+CLEAR = scripts.load("clear")
+ITER = scripts.load("iter")
+
+
+class Eval(NamedTuple):
+    """Run a script (``EVALSHA``, falling back to ``EVAL``)."""
+
+    script: scripts.Script
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+
+class Call(NamedTuple):
+    """Send one command."""
+
+    args: tuple[Any, ...]
+
+
+class Transaction(NamedTuple):
+    """Send commands in ``MULTI``/``EXEC``; the reply is the list of their replies."""
+
+    commands: list[tuple[Any, ...]]
+
+
+class Batch(NamedTuple):
+    """Pipeline independent requests (one round trip); the reply is the list of replies."""
+
+    requests: list[Eval | Call]
+
+
+Request = Eval | Call | Transaction | Batch
+Plan = Generator[Request, Any, _T]
+
+
+# -- encoding ----------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+_OFFSET_TYPE = next(code for code in "IL" if array(code).itemsize == 4)
+_SWAP = sys.byteorder != "little"
+
+
+def encode_batch(messages: Sequence[Message]) -> tuple[bytes, bytes, str]:
+    """The messages as a JSON array, their offsets in it (4 bytes each) and their ids."""
+    if not messages:
+        return b"", b"", ""
+    buf = bytearray(b"[")
+    offsets = array(_OFFSET_TYPE)
+    encode_into = _encoder.encode_into
+    for message in messages:
+        offsets.append(len(buf))
+        encode_into(message, buf, -1)
+        buf.append(44)  # ","
+    buf[-1] = 93  # "]"
+    if _SWAP:
+        offsets.byteswap()
+    return bytes(buf), offsets.tobytes(), "\n".join([message.id for message in messages])
+
+
+def metadata_args(metadata: Mapping[str, Any] | None) -> list[Any]:
+    """Custom metadata as hash fields: ``m:<key>``, the value's JSON."""
+    args: list[Any] = []
+    for key, value in (metadata or {}).items():
+        args.append(f"m:{key}")
+        args.append(codec.encode(value))
+    return args
+
+
+def acting(owner: str | None) -> str:
+    """The acting-owner argument of the scripts: '' (unscoped) or '=<owner>'."""
+    return "" if owner is None else f"={owner}"
+
+
+# -- decoding ----------------------------------------------------------------------------
+
+
+def malformed(conversation_id: str, exc: Exception) -> BackendError:
+    """The error for stored data this store cannot read."""
+    return BackendError(
+        f"redis store: malformed data stored for conversation {conversation_id!r} "
+        f"({type(exc).__name__}: {exc}).",
+        detail=conversation_id,
+    )
+
+
+def mismatch(conversation_id: str) -> OwnerMismatchError:
+    """The error for a write to another owner's conversation (never names that owner)."""
+    return OwnerMismatchError(f"conversation {conversation_id!r} belongs to another owner.")
+
+
+def text(value: bytes | str) -> str:
+    """A reply string (bytes unless the pool decodes responses)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: Any) -> Iterable[tuple[Any, Any]]:
+    if isinstance(flat, Mapping):
+        return flat.items()
+    items = iter(flat)
+    return zip(items, items, strict=True)
+
+
+def fields_of(flat: Any) -> dict[str, Any]:
+    """A meta hash reply (flat list or dict) as ``{field: value}`` with str keys."""
+    return {text(key): value for key, value in _pairs(flat)}
+
+
+def parse_meta(conversation_id: str, flat: Any) -> ConversationMetadata:
+    """:class:`ConversationMetadata` from a meta hash reply (flat list or dict)."""
+    try:
+        fields = fields_of(flat)
+        custom = {
+            key[2:]: codec.decode(value) for key, value in fields.items() if key[:2] == "m:"
+        }
+        owner = fields.get("owner")
+        return ConversationMetadata(
+            conversation_id=conversation_id,
+            created_at=int(fields["created_at"]),
+            updated_at=int(fields["updated_at"]),
+            message_count=int(fields.get("message_count", 0)),
+            ttl=int(fields.get("ttl", 0)) or None,
+            owner=text(owner) if owner else None,
+            metadata=custom,
+        )
+    except (KeyError, ValueError, TypeError, codec.DecodeError) as exc:
+        raise malformed(conversation_id, exc) from exc
+
+
+def decode_messages(conversation_id: str, data: Any, *, joined: bool) -> list[Message]:
+    """Messages from a JSON array, or from message objects joined by ',' (``joined``)."""
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        if joined:
+            return codec.decode_joined_messages(data)
+        return codec.decode_messages(data)
+    except (codec.DecodeError, TypeError) as exc:
+        raise malformed(conversation_id, exc) from exc
+
+
+def _conversation(
+    conversation_id: str, flat: Any, joined: Any, last: int | None
+) -> Conversation | None:
+    metadata = parse_meta(conversation_id, flat)
+    if metadata.message_count and last != 0 and not joined:
+        return None  # the messages expired a moment after the metadata was read
+    return Conversation(
+        conversation_id, decode_messages(conversation_id, joined, joined=True), metadata
+    )
+
+
+# -- conversation operations ---------------------------------------------------------------
+
+
+def _args(layout: Layout, cid: str, now: int, owner: str | None) -> tuple[Sequence[str], list[Any]]:
+    keys = layout.conversation(cid)
+    return keys[:8], [keys.owners, cid, now, acting(owner)]
+
+
+def save(
+    layout: Layout,
+    cid: str,
+    messages: list[Message],
+    *,
+    ttl: int | None,
+    metadata: dict[str, Any] | None,
+    owner: str | None,
+    now: int,
+    create: bool = False,
+) -> Plan[Conversation | None]:
+    """``save`` (or, with ``create``, ``create``): None when create found a live one."""
+    keys, args = _args(layout, cid, now, owner)
+    args += [ttl or 0, *encode_batch(messages), *metadata_args(metadata)]
+    reply = yield Eval(CREATE if create else SAVE, keys, args)
+    if reply[0] == MISMATCH:
+        raise mismatch(cid)
+    if reply[0] == TAKEN:
+        return None
+    return Conversation(cid, messages, parse_meta(cid, reply[1]))
+
+
+def put(layout: Layout, conversation: Conversation, *, now: int) -> Plan[None]:
+    """``put``: the conversation exactly as given."""
+    meta = conversation.metadata
+    keys, args = _args(layout, conversation.conversation_id, now, None)
+    args += [
+        meta.created_at,
+        meta.updated_at,
+        meta.ttl or 0,
+        meta.owner or "",
+        *encode_batch(conversation.messages),
+        *metadata_args(meta.metadata),
+    ]
+    yield Eval(PUT, keys, args)
+
+
+def append(
+    layout: Layout,
+    cid: str,
+    messages: list[Message],
+    *,
+    default_ttl: int | None,
+    update_timestamp: bool,
+    owner: str | None,
+    now: int,
+) -> Plan[ConversationMetadata]:
+    """``append``: the metadata after it."""
+    keys, args = _args(layout, cid, now, owner)
+    args += [default_ttl or 0, "1" if update_timestamp else "0", *encode_batch(messages)]
+    reply = yield Eval(APPEND, keys, args)
+    if reply[0] == MISMATCH:
+        raise mismatch(cid)
+    return parse_meta(cid, reply[1])
+
+
+def pop(layout: Layout, cid: str, count: int, *, owner: str | None, now: int) -> Plan[list[Message]]:
+    """``pop``: the removed messages, oldest first."""
+    keys, args = _args(layout, cid, now, owner)
+    reply = yield Eval(POP, keys, [*args, count])
+    if reply[0] != OK or not reply[1]:
+        return []
+    return decode_messages(cid, reply[1], joined=True)
+
+
+def truncate(
+    layout: Layout, cid: str, keep: int, *, owner: str | None, now: int
+) -> Plan[tuple[ConversationMetadata, int] | None]:
+    """``truncate``: the new metadata and how many messages were dropped."""
+    keys, args = _args(layout, cid, now, owner)
+    reply = yield Eval(TRUNCATE, keys, [*args, keep])
+    if reply[0] != OK:
+        return None
+    return parse_meta(cid, reply[2]), int(reply[1])
+
+
+def delete(layout: Layout, cid: str, *, owner: str | None, now: int) -> Plan[bool]:
+    """``delete``: whether a live conversation was deleted."""
+    keys, args = _args(layout, cid, now, owner)
+    reply = yield Eval(DELETE, keys, args)
+    return bool(reply)
+
+
+def set_ttl(
+    layout: Layout, cid: str, ttl: int | None, *, owner: str | None, now: int
+) -> Plan[bool]:
+    """``set_ttl``: False when missing."""
+    keys, args = _args(layout, cid, now, owner)
+    reply = yield Eval(SET_TTL, keys, [*args, ttl or 0])
+    return bool(reply)
+
+
+def update_metadata(
+    layout: Layout,
+    cid: str,
+    metadata: dict[str, Any],
+    *,
+    replace: bool,
+    owner: str | None,
+    now: int,
+) -> Plan[ConversationMetadata | None]:
+    """``update_metadata``: the metadata after it, or None when missing."""
+    keys, args = _args(layout, cid, now, owner)
+    args += ["1" if replace else "0", *metadata_args(metadata)]
+    reply = yield Eval(UPDATE_METADATA, keys, args)
+    if reply[0] != OK:
+        return None
+    return parse_meta(cid, reply[1])
+
+
+def load(
+    layout: Layout, cid: str, *, last: int | None, owner: str | None, now: int
+) -> Plan[Conversation | None]:
+    """``load``: one script; a long conversation's messages come in a second round trip.
+
+    The script decides (expiry, owner) and returns the messages when they are
+    short. Otherwise it returns where they start, and a ``MULTI`` reads them
+    with ``GETRANGE`` (Redis copies big strings into and out of Lua slowly),
+    together with the meta hash: if its version is not the one the script saw,
+    a write slipped in between and the load starts over.
+    """
+    keys = layout.conversation(cid)
+    script_keys = (keys.meta, keys.data, keys.offsets)
+    window = "" if last is None else last
+    limit = INLINE_BYTES
+    for attempt in range(LOAD_ATTEMPTS + 1):
+        if attempt == LOAD_ATTEMPTS:
+            limit = 2**62  # give up on the transaction: read it all inside the script
+        reply = yield Eval(LOAD, script_keys, [now, acting(owner), window, limit])
+        if reply is None:
+            return None
+        if len(reply) == 2:
+            return _conversation(cid, reply[0], reply[1], last)
+        seen = fields_of(reply[0])
+        start = int(reply[2])
+        try:
+            size = int(seen["size"])
+        except (KeyError, ValueError) as exc:
+            raise malformed(cid, exc) from exc
+        fields, data = yield Transaction(
+            [("HGETALL", keys.meta), ("GETRANGE", keys.data, start - 1, size - 1)]
+        )
+        current = fields_of(fields)
+        if all(current.get(name) == seen.get(name) for name in ("version", "created_at", "size")):
+            metadata = parse_meta(cid, fields)
+            if not data:
+                return None  # expired a moment after the script looked
+            if start != 1:  # the window starts after a ',': make it an array
+                data = b"[" + (data.encode() if isinstance(data, str) else data)[1:]
+            return Conversation(cid, decode_messages(cid, data, joined=False), metadata)
+    raise AssertionError("unreachable: the last attempt reads inside the script")
+
+
+def ttl_fields(layout: Layout, cid: str) -> Call:
+    """What ``exists`` and ``get_ttl`` read: one ``HMGET``."""
+    return Call(("HMGET", layout.conversation(cid).meta, "updated_at", "ttl", "owner"))
+
+
+def _live_ttl(
+    cid: str, reply: Sequence[Any], owner: str | None, now: int
+) -> ConversationMetadata | None:
+    updated_at, ttl, found_owner = reply
+    if updated_at is None:
+        return None
+    if owner is not None and (found_owner is None or text(found_owner) != owner):
+        return None
+    try:
+        meta = ConversationMetadata(cid, 0, int(updated_at), ttl=int(ttl or 0) or None)
+    except ValueError as exc:
+        raise malformed(cid, exc) from exc
+    return None if meta.is_expired(now) else meta
+
+
+def exists(layout: Layout, cid: str, *, owner: str | None, now: int) -> Plan[bool]:
+    """``exists``."""
+    reply = yield ttl_fields(layout, cid)
+    return _live_ttl(cid, reply, owner, now) is not None
+
+
+def get_ttl(layout: Layout, cid: str, *, owner: str | None, now: int) -> Plan[int]:
+    """``get_ttl``: seconds left, -1 for never, -2 when missing."""
+    reply = yield ttl_fields(layout, cid)
+    meta = _live_ttl(cid, reply, owner, now)
+    return -2 if meta is None else remaining_ttl(meta, now)
+
+
+# -- store-wide operations (every bucket) ----------------------------------------------------
+
+
+def _bucket_eval(script: scripts.Script, bucket: BucketKeys, now: int, *args: Any) -> Eval:
+    return Eval(script, bucket[:4], [bucket.prefix, now, *args])
+
+
+def _each_bucket(layout: Layout, script: scripts.Script, now: int, *args: Any) -> Batch:
+    return Batch([_bucket_eval(script, bucket, now, *args) for bucket in layout.buckets()])
+
+
+def _newest_first(rows: list[tuple[float, Any]]) -> list[tuple[float, Any]]:
+    """Merge rows of several buckets as one index would order them (score, then id bytes)."""
+
+    def order(row: tuple[float, Any]) -> tuple[float, bytes]:
+        member = row[1]
+        return row[0], member if isinstance(member, bytes) else member.encode()
+
+    return sorted(rows, key=order, reverse=True)
+
+
+def list_page(
+    layout: Layout,
+    *,
+    owner: str | None,
+    prefix: str | None,
+    limit: int,
+    offset: int,
+    now: int,
+) -> Plan[Page]:
+    """``list_conversations``: one script on a single bucket; with several, each bucket's
+    top ``offset + limit`` rows, merged, then the page's meta hashes."""
+    buckets = layout.buckets()
+    filters = (owner or "", prefix or "")
+    if len(buckets) == 1:
+        reply = yield _bucket_eval(PAGE, buckets[0], now, *filters, offset, limit, "1")
+        items = [
+            parse_meta(text(cid), flat)
+            for cid, flat in zip(reply[1::3], reply[3::3], strict=True)
+            if flat
+        ]
+        return Page(items=items, total=max(0, int(reply[0])))
+    replies = yield _each_bucket(layout, PAGE, now, *filters, 0, offset + limit, "0")
+    total = sum(max(0, int(reply[0])) for reply in replies)
+    rows = [
+        (float(score), cid)
+        for reply in replies
+        for cid, score in zip(reply[1::2], reply[2::2], strict=True)
+    ]
+    page = [text(cid) for _, cid in _newest_first(rows)[offset : offset + limit]]
+    if not page:
+        return Page(items=[], total=total)
+    metas = yield Batch([Call(("HGETALL", layout.conversation(cid).meta)) for cid in page])
+    items = [parse_meta(cid, flat) for cid, flat in zip(page, metas, strict=True) if flat]
+    return Page(items=items, total=total)
+
+
+def list_ids(layout: Layout, *, now: int) -> Plan[list[str]]:
+    """``list``: every live id, newest first."""
+    replies = yield _each_bucket(layout, IDS, now)
+    if len(replies) == 1:
+        return [text(cid) for cid in replies[0][0::2]]
+    rows = [
+        (float(score), cid)
+        for reply in replies
+        for cid, score in zip(reply[0::2], reply[1::2], strict=True)
+    ]
+    return [text(cid) for _, cid in _newest_first(rows)]
+
+
+def stats(layout: Layout, *, now: int) -> Plan[StoreStats]:
+    """``get_stats``: sums over the buckets; reads no message."""
+    replies = yield _each_bucket(layout, STATS, now)
+    live, messages, expired, size = (sum(int(reply[i]) for reply in replies) for i in range(4))
+    return StoreStats(
+        total_conversations=max(0, live),
+        total_messages=max(0, messages),
+        expired_conversations=max(0, expired),
+        storage_size=max(0, size),
+    )
+
+
+def sweep(
+    layout: Layout, script: scripts.Script, *, now: int, batch: int | None = None
+) -> Plan[tuple[int, int]]:
+    """``cleanup`` (CLEANUP) or ``clear`` (CLEAR): batches on every bucket until done.
+
+    Returns (conversations removed, live ones among them; cleanup: 0).
+    """
+    size = batch or SWEEP_BATCH
+    pending = layout.buckets()
+    removed = live = 0
+    while pending:
+        replies = yield Batch([_bucket_eval(script, bucket, now, size) for bucket in pending])
+        still = []
+        for bucket, reply in zip(pending, replies, strict=True):
+            count = int(reply[0]) if isinstance(reply, list) else int(reply)
+            removed += count
+            if isinstance(reply, list):
+                live += int(reply[1])
+            if count:
+                still.append(bucket)
+        pending = still
+    return removed, live
+
+
+def iter_batch(
+    layout: Layout,
+    bucket: BucketKeys,
+    *,
+    after: str,
+    count: int,
+    owner: str | None,
+    now: int,
+) -> Plan[tuple[list[Conversation], str, bool]]:
+    """The next ``count`` ids of a bucket, read whole in one transaction.
+
+    Returns the conversations, the cursor for the next batch and whether the
+    bucket is done.
+    """
+    reply = yield _bucket_eval(ITER, bucket, now, owner or "", after, count)
+    cursor, scanned, ids = text(reply[0]), int(reply[1]), [text(cid) for cid in reply[2:]]
+    done = scanned < count
+    if not ids:
+        return [], cursor, done
+    commands: list[tuple[Any, ...]] = []
+    for cid in ids:
+        keys = layout.conversation(cid)
+        commands += [("HGETALL", keys.meta), ("GET", keys.data)]
+    replies = yield Transaction(commands)
+    found = []
+    for cid, flat, data in zip(ids, replies[0::2], replies[1::2], strict=True):
+        if not flat:
+            continue
+        metadata = parse_meta(cid, flat)
+        if metadata.is_expired(now) or (owner is not None and metadata.owner != owner):
+            continue
+        size = int(fields_of(flat).get("size") or 0)
+        if metadata.message_count and not data:
+            continue
+        raw = data.encode() if isinstance(data, str) else (data or b"")
+        messages = decode_messages(cid, memoryview(raw)[:size], joined=False) if size else []
+        found.append(Conversation(cid, messages, metadata))
+    return found, cursor, done
+
