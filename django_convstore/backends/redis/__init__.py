@@ -303,7 +303,9 @@ class RedisStore(NativeAsync, BaseStore):
         self._run(operations.put(self.layout, conversation, now=now_ms()))
 
     def _delete(self, conversation_id: str, *, owner: str | None) -> bool:
-        return self._run(operations.delete(self.layout, conversation_id, owner=owner, now=now_ms()))
+        return self._run(
+            operations.delete(self.layout, conversation_id, owner=owner, now=now_ms())
+        )
 
     def _set_ttl(self, conversation_id: str, ttl: int | None, *, owner: str | None) -> bool:
         return self._run(
@@ -325,6 +327,8 @@ class RedisStore(NativeAsync, BaseStore):
 
     def _clear(self) -> int:
         _, live = self._run(operations.sweep(self.layout, operations.CLEAR, now=now_ms()))
+        self._run(operations.forget_layout(self.layout), check=False)
+        self._layout_checked = False
         return live
 
     # -- reads -----------------------------------------------------------------------------
@@ -337,7 +341,9 @@ class RedisStore(NativeAsync, BaseStore):
         )
 
     def _exists(self, conversation_id: str, *, owner: str | None) -> bool:
-        return self._run(operations.exists(self.layout, conversation_id, owner=owner, now=now_ms()))
+        return self._run(
+            operations.exists(self.layout, conversation_id, owner=owner, now=now_ms())
+        )
 
     def _get_ttl(self, conversation_id: str, *, owner: str | None) -> int:
         return self._run(

@@ -43,7 +43,7 @@ async def run(client: AsyncRedis, plan: Plan[_T]) -> _T:
         try:
             request = plan.send(reply)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return done.value
 
 
 async def execute(client: AsyncRedis, request: Request) -> Any:
@@ -53,10 +53,15 @@ async def execute(client: AsyncRedis, request: Request) -> Any:
     if type(request) is Call:
         return await client.execute_command(*request.args)
     if type(request) is Transaction:
+        from redis.exceptions import ResponseError
+
         pipe = client.pipeline(transaction=True)
         for command in request.commands:
             pipe.execute_command(*command)
-        return await pipe.execute()
+        try:
+            return await pipe.execute()
+        except ResponseError as exc:  # refused as a whole (e.g. out of memory): the plan decides
+            return exc
     assert type(request) is Batch
     return await _batch(client, request.requests)
 

@@ -73,7 +73,8 @@ class Call(NamedTuple):
 
 
 class Transaction(NamedTuple):
-    """Send commands in ``MULTI``/``EXEC``; the reply is the list of their replies."""
+    """Send commands in ``MULTI``/``EXEC``; the reply is the list of their replies, or the
+    error when the server refused the transaction as a whole (out of memory, for one)."""
 
     commands: list[tuple[Any, ...]]
 
@@ -164,9 +165,7 @@ def parse_meta(conversation_id: str, flat: Any) -> ConversationMetadata:
     """:class:`ConversationMetadata` from a meta hash reply (flat list or dict)."""
     try:
         fields = fields_of(flat)
-        custom = {
-            key[2:]: codec.decode(value) for key, value in fields.items() if key[:2] == "m:"
-        }
+        custom = {key[2:]: codec.decode(value) for key, value in fields.items() if key[:2] == "m:"}
         owner = fields.get("owner")
         return ConversationMetadata(
             conversation_id=conversation_id,
@@ -207,7 +206,9 @@ def _conversation(
 # -- conversation operations ---------------------------------------------------------------
 
 
-def _args(layout: Layout, cid: str, now: int, owner: str | None) -> tuple[Sequence[str], list[Any]]:
+def _args(
+    layout: Layout, cid: str, now: int, owner: str | None
+) -> tuple[Sequence[str], list[Any]]:
     keys = layout.conversation(cid)
     return keys[:8], [keys.owners, cid, now, acting(owner)]
 
@@ -268,7 +269,9 @@ def append(
     return parse_meta(cid, reply[1])
 
 
-def pop(layout: Layout, cid: str, count: int, *, owner: str | None, now: int) -> Plan[list[Message]]:
+def pop(
+    layout: Layout, cid: str, count: int, *, owner: str | None, now: int
+) -> Plan[list[Message]]:
     """``pop``: the removed messages, oldest first."""
     keys, args = _args(layout, cid, now, owner)
     reply = yield Eval(POP, keys, [*args, count])
@@ -339,7 +342,7 @@ def load(
     limit = INLINE_BYTES
     for attempt in range(LOAD_ATTEMPTS + 1):
         if attempt == LOAD_ATTEMPTS:
-            limit = 2**62  # give up on the transaction: read it all inside the script
+            limit = 2**62  # writes keep slipping in: read it all inside the script
         reply = yield Eval(LOAD, script_keys, [now, acting(owner), window, limit])
         if reply is None:
             return None
@@ -351,9 +354,13 @@ def load(
             size = int(seen["size"])
         except (KeyError, ValueError) as exc:
             raise malformed(cid, exc) from exc
-        fields, data = yield Transaction(
+        replies = yield Transaction(
             [("HGETALL", keys.meta), ("GETRANGE", keys.data, start - 1, size - 1)]
         )
+        if isinstance(replies, Exception):  # refused (out of memory): read inside the script
+            limit = 2**62
+            continue
+        fields, data = replies
         current = fields_of(fields)
         if all(current.get(name) == seen.get(name) for name in ("version", "created_at", "size")):
             metadata = parse_meta(cid, fields)
@@ -498,10 +505,15 @@ def sweep(
             removed += count
             if isinstance(reply, list):
                 live += int(reply[1])
-            if count:
+            if count >= size:
                 still.append(bucket)
         pending = still
     return removed, live
+
+
+def forget_layout(layout: Layout) -> Plan[None]:
+    """After ``clear()``: drop the layout marker too, leaving no key behind."""
+    yield Call(("DEL", layout.marker))
 
 
 def iter_batch(
@@ -528,6 +540,8 @@ def iter_batch(
         keys = layout.conversation(cid)
         commands += [("HGETALL", keys.meta), ("GET", keys.data)]
     replies = yield Transaction(commands)
+    if isinstance(replies, Exception):
+        raise replies
     found = []
     for cid, flat, data in zip(ids, replies[0::2], replies[1::2], strict=True):
         if not flat:
@@ -542,4 +556,3 @@ def iter_batch(
         messages = decode_messages(cid, memoryview(raw)[:size], joined=False) if size else []
         found.append(Conversation(cid, messages, metadata))
     return found, cursor, done
-

@@ -28,7 +28,7 @@ def run(client: Redis, plan: Plan[_T]) -> _T:
         try:
             request = plan.send(reply)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return done.value
 
 
 def execute(client: Redis, request: Request) -> Any:
@@ -38,7 +38,10 @@ def execute(client: Redis, request: Request) -> Any:
     if type(request) is Call:
         return client.execute_command(*request.args)
     if type(request) is Transaction:
-        return _pipeline(client, request.commands, transaction=True)
+        try:
+            return _pipeline(client, request.commands, transaction=True)
+        except ResponseError as exc:  # refused as a whole (e.g. out of memory): the plan decides
+            return exc
     assert type(request) is Batch
     return _batch(client, request.requests)
 

@@ -10,7 +10,7 @@ for _, id in ipairs(ids) do
   messages = messages + (tonumber(v[4]) or 0)
   bytes = bytes + (tonumber(v[5]) or 0) + (tonumber(v[6]) or 0)
 end
-if #ids == 0 then
+if #ids < tonumber(ARGV[3]) then
   redis.call('DEL', RECENT, EXPIRY, NAMES, TOTALS)
 else
   if messages ~= 0 then redis.call('HINCRBY', TOTALS, 'messages', -messages) end
