@@ -127,7 +127,9 @@ def test_buckets_spread_conversations():
 
 def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
     store = make_redis_store(NAMESPACE="layout", OPTIONS={"KEY_PREFIX": "app:conv"})
-    store.save("c{1}", [msg("a", id="m1")], ttl=600, owner="own{er}", metadata={"title": "T"})
+    saved = store.save(
+        "c{1}", [msg("a", id="m1")], ttl=600, owner="own{er}", metadata={"title": "T"}
+    )
     store.append("c{1}", [msg("b", id="m2")])
     store.put(past_conversation("dead", ["x"]))
     found = {key.decode() for key in redis_client.scan_iter(match="app:conv:{layout:*")}
@@ -158,7 +160,13 @@ def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
     assert redis_client.smembers(f"{tag}:i:c{{1}}") == {b"m1", b"m2"}
     updated = int(meta[b"updated_at"])
     assert redis_client.zscore(f"{tag}:recent", "c{1}") == updated
-    assert redis_client.zscore(f"{tag}:expiry", "c{1}") == updated + 600_000
+    # The expiry index holds a time at or before the expiry: appends do not move it.
+    assert redis_client.zscore(f"{tag}:expiry", "c{1}") == saved.metadata.expires_at
+    assert saved.metadata.expires_at <= updated + 600_000
+    assert int(meta[b"kexp"]) == saved.metadata.expires_at + 600_000 // 8
+    messages, size = struct.unpack(">qq", redis_client.get(f"{tag}:totals"))
+    dead = int(redis_client.hget(f"{tag}:m:dead", "size"))  # counted until cleanup()
+    assert (messages, size) == (3, len(data) + len("title") + len('"T"') + dead)
     assert redis_client.zscore(f"{tag}:owner:own{{er}}", "c{1}") == updated
     assert redis_client.zscore(f"{tag}:names", "dead") == 0
     assert redis_client.get(f"{tag}:layout") == b"2 shards=1"
@@ -268,26 +276,40 @@ def expiry_times(client, keys):
     return {client.pexpiretime(key) for key in keys}
 
 
-def test_message_keys_expire_with_the_conversation_and_the_meta_waits_for_cleanup(
+def test_message_keys_expire_a_little_after_the_conversation_and_the_meta_waits(
     make_redis_store, redis_client
 ):
+    """The data, offsets and ids keys expire an eighth of the TTL after the conversation,
+    so appends only move their expiry when the conversation's passes theirs."""
     store = make_redis_store()
+    slack = 100_000 // 8
     saved = store.save("c", [msg("a")], ttl=100)
     keys = data_keys(store, "c")
-    assert expiry_times(redis_client, keys) == {saved.metadata.updated_at + 100_000}
+    first = saved.metadata.updated_at + 100_000 + slack
+    assert expiry_times(redis_client, keys) == {first}
     assert redis_client.pttl(store.layout.conversation("c").meta) == -1
+
+    appended = store.append("c", [msg("b")])
+    assert appended.expires_at <= first  # still covered: the keys' expiry does not move
+    assert expiry_times(redis_client, keys) == {first}
+
+    late = saved.metadata.updated_at - 95_000  # five seconds left, less than the slack
+    store.put(
+        Conversation(
+            "old",
+            [Message(role="user", content="x")],
+            ConversationMetadata("old", late, late, message_count=1, ttl=100),
+        )
+    )
+    assert expiry_times(redis_client, data_keys(store, "old")) == {late + 100_000 + slack}
+    moved = store.append("old", [msg("y")])
+    assert expiry_times(redis_client, data_keys(store, "old")) == {moved.expires_at + slack}
 
     store.save("empty", [], ttl=100)
     assert redis_client.exists(*data_keys(store, "empty")) == 0
     before = store.load("empty").metadata.expires_at
     store.append("empty", [msg("first")], update_timestamp=False)
-    assert expiry_times(redis_client, data_keys(store, "empty")) == {before}
-
-    appended = store.append("c", [msg("b")])
-    assert expiry_times(redis_client, keys) == {appended.updated_at + 100_000}
-    popped_at = now_ms()
-    store.pop("c")
-    assert min(expiry_times(redis_client, keys)) >= popped_at + 100_000
+    assert expiry_times(redis_client, data_keys(store, "empty")) == {before + slack}
 
 
 def test_set_ttl_zero_persists_the_keys(make_redis_store, redis_client):
@@ -300,7 +322,8 @@ def test_set_ttl_zero_persists_the_keys(make_redis_store, redis_client):
     assert store.get_ttl("c") == -1
     assert [m.content for m in store.load("c").messages] == ["a"]
     assert store.set_ttl("c", 50) is True
-    assert all(0 < redis_client.ttl(key) <= 50 for key in keys)
+    assert all(50 <= redis_client.ttl(key) <= 50 + 50 // 8 for key in keys)
+    assert redis_client.zscore(store.layout.conversation("c").expiry, "c") is not None
 
 
 def test_put_of_an_expired_conversation_is_invisible_and_cleanup_prunes_it(
@@ -494,7 +517,7 @@ def test_one_round_trip_per_operation(counting_store, redis_server):
     }
     for operation in operations_.values():  # warm up: connect, check the layout, load scripts
         operation()
-    plain = {"exists", "get_ttl"}
+    plain = {"exists", "get_ttl", "load"}
     for name, operation in operations_.items():
         before = redis_server.commandstats().get("evalsha", 0)
         CountingConnection.reset()
@@ -504,22 +527,43 @@ def test_one_round_trip_per_operation(counting_store, redis_server):
         assert evalsha == (0 if name in plain else 1), name
 
 
-def test_a_long_load_takes_a_second_round_trip_without_lua(counting_store, redis_server):
+def test_loads_read_messages_without_lua(counting_store, redis_server):
+    """A whole load is one MULTI (HGETALL + GET); acting for an owner, a script decides
+    first, and a long conversation's messages then come with GETRANGE in a MULTI."""
     store = counting_store
-    store.save("long", [msg("z" * 200) for _ in range(500)])
-    store.load("long")
-    before = redis_server.commandstats()
-    CountingConnection.reset()
-    loaded = store.load("long")
-    after = redis_server.commandstats()
+    store.save("long", [msg("z" * 200) for _ in range(500)], owner="o")
+    store.load("long", owner="o")
+
+    def used(operation):
+        before = redis_server.commandstats()
+        CountingConnection.reset()
+        result = operation()
+        after = redis_server.commandstats()
+        names = ("evalsha", "multi", "exec", "hgetall", "get", "getrange")
+        return (
+            result,
+            CountingConnection.requests,
+            {
+                name: after.get(name, 0) - before.get(name, 0)
+                for name in names
+                if after.get(name, 0) != before.get(name, 0)
+            },
+        )
+
+    loaded, requests, commands = used(lambda: store.load("long"))
     assert len(loaded.messages) == 500
-    assert CountingConnection.requests == 2
-    used = {
-        name: after.get(name, 0) - before.get(name, 0)
-        for name in ("evalsha", "multi", "exec", "hgetall", "getrange")
-    }
-    assert used == {"evalsha": 1, "multi": 1, "exec": 1, "hgetall": 2, "getrange": 1}
-    assert [m.content for m in store.load("long", last=300).messages] == ["z" * 200] * 300
+    assert requests == 1
+    assert commands == {"multi": 1, "exec": 1, "hgetall": 1, "get": 1}
+    loaded, requests, commands = used(lambda: store.load("long", owner="o"))
+    assert len(loaded.messages) == 500
+    assert requests == 2
+    assert commands == {"evalsha": 1, "multi": 1, "exec": 1, "hgetall": 2, "getrange": 1}
+    window, requests, _ = used(lambda: store.load("long", last=300))
+    assert [m.content for m in window.messages] == ["z" * 200] * 300
+    assert requests == 2
+    short, requests, commands = used(lambda: store.load("long", last=3))
+    assert len(short.messages) == 3
+    assert requests == 1 and commands["evalsha"] == 1
 
 
 def test_load_last_n_reads_only_the_tail(counting_store):

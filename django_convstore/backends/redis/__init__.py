@@ -86,9 +86,13 @@ class RedisStore(NativeAsync, BaseStore):
                 f"RedisStore needs the redis and django-redis packages ({exc}); "
                 "pip install 'django-convstore[redis]'."
             ) from exc
+        from redis.exceptions import RedisError
+
         from . import runner
 
         self._runner = runner
+        #: What :meth:`_translate` turns into this app's errors.
+        self._redis_errors: tuple[type[BaseException], ...] = (RedisError, OSError)
         self.key_prefix = self._parse_key_prefix()
         if "{" in self.namespace or "}" in self.namespace:
             raise self.configuration_error("NAMESPACE must not contain '{' or '}' on Redis.")
@@ -182,11 +186,9 @@ class RedisStore(NativeAsync, BaseStore):
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """Turn redis-py and socket errors into this app's errors."""
-        from redis.exceptions import RedisError
-
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except self._redis_errors as exc:
             raise self._translate(exc) from exc
 
     def _translate(self, exc: BaseException) -> Exception:
@@ -200,16 +202,21 @@ class RedisStore(NativeAsync, BaseStore):
         if check and not self._layout_checked:
             self._run(legacy.check_layout(self.layout, self.display_alias), check=False)
             self._layout_checked = True
-        with self._errors():
-            return self._runner.run(self.client, plan)
+        try:
+            return self._runner.run(self._client or self.client, plan)
+        except self._redis_errors as exc:
+            raise self._translate(exc) from exc
 
     def _close(self) -> None:
         """Disconnect the pool's idle connections; the next command reconnects.
 
         With ``OPTIONS["CACHE"]`` the pool belongs to that cache and is left open.
-        The native async clients are released too (see :meth:`_aclose`).
+        The native async clients are released too (see :meth:`_forget_async_clients`).
         """
         self._forget_async_clients()
+        self._close_sync()
+
+    def _close_sync(self) -> None:
         with self._lock:
             client = self._client
             if client is None or self.server is None:

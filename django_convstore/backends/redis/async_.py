@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ...clock import now_ms
 from ...types import Conversation, ConversationMetadata, Message, Page
 from . import connection, legacy, operations
-from .operations import Batch, Call, Eval, Plan, Request, Transaction
+from .operations import Batch, Call, Eval, Plan, Request, Transaction, eval_args
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from redis import Redis
     from redis.asyncio import Redis as AsyncRedis
@@ -47,48 +47,74 @@ async def run(client: AsyncRedis, plan: Plan[_T]) -> _T:
 
 
 async def execute(client: AsyncRedis, request: Request) -> Any:
-    """One round trip (see :func:`.runner.execute`)."""
+    """One round trip (see :mod:`.runner`, which this mirrors)."""
     if type(request) is Eval:
         return await _eval(client, request)
     if type(request) is Call:
-        return await client.execute_command(*request.args)
-    if type(request) is Transaction:
         from redis.exceptions import ResponseError
 
-        pipe = client.pipeline(transaction=True)
-        for command in request.commands:
-            pipe.execute_command(*command)
-        try:
-            return await pipe.execute()
-        except ResponseError as exc:  # refused as a whole (e.g. out of memory): the plan decides
-            return exc
+        reply = (await _send(client, [request.args]))[0]
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+    if type(request) is Transaction:
+        return await _transaction(client, request.commands)
     assert type(request) is Batch
     return await _batch(client, request.requests)
 
 
-async def _eval(client: AsyncRedis, request: Eval) -> Any:
-    from redis.exceptions import NoScriptError
+async def _send(client: AsyncRedis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    from redis.exceptions import ResponseError
 
-    script, keys, args = request
+    pool = client.connection_pool
+    connection = await pool.get_connection()
     try:
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-    except NoScriptError:
-        return await client.execute_command("EVAL", script.source, len(keys), *keys, *args)
+        if len(commands) == 1:
+            await connection.send_packed_command(connection.pack_command(*commands[0]))
+        else:
+            await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    return replies
+
+
+async def _eval(client: AsyncRedis, request: Eval) -> Any:
+    from redis.exceptions import NoScriptError, ResponseError
+
+    reply = (await _send(client, [eval_args(request)]))[0]
+    if isinstance(reply, NoScriptError):
+        reply = (await _send(client, [eval_args(request, by_sha=False)]))[0]
+    if isinstance(reply, ResponseError):
+        raise reply
+    return reply
+
+
+async def _transaction(client: AsyncRedis, commands: list[tuple[Any, ...]]) -> Any:
+    from redis.exceptions import ResponseError
+
+    replies = await _send(client, [("MULTI",), *commands, ("EXEC",)])
+    if isinstance(replies[-1], ResponseError):
+        return replies[-1]
+    for reply in replies[-1]:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies[-1]
 
 
 async def _batch(client: AsyncRedis, requests: list[Eval | Call]) -> list[Any]:
     from redis.exceptions import NoScriptError, ResponseError
 
-    if len(requests) == 1:
-        return [await execute(client, requests[0])]
-    pipe = client.pipeline(transaction=False)
-    for request in requests:
-        if type(request) is Eval:
-            script, keys, args = request
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        else:
-            pipe.execute_command(*request.args)
-    replies = await pipe.execute(raise_on_error=False)
+    commands = [eval_args(r) if type(r) is Eval else r.args for r in requests]
+    replies = await _send(client, commands)
     for index, reply in enumerate(replies):
         request = requests[index]
         if isinstance(reply, NoScriptError) and type(request) is Eval:
@@ -98,16 +124,16 @@ async def _batch(client: AsyncRedis, requests: list[Eval | Call]) -> list[Any]:
     return replies
 
 
-async def _disconnect(client: AsyncRedis) -> None:
+async def _disconnect(client: AsyncRedis, *, in_use: bool = True) -> None:
     pool = client.connection_pool
-    await pool.disconnect()
+    await pool.disconnect(inuse_connections=in_use)
     manager = getattr(pool, "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):
-        await sentinel.connection_pool.disconnect()
+        await sentinel.connection_pool.disconnect(inuse_connections=in_use)
 
 
 def _schedule_disconnect(loop: asyncio.AbstractEventLoop, client: AsyncRedis) -> None:
-    loop.create_task(_disconnect(client))
+    loop.create_task(_disconnect(client, in_use=False))
 
 
 class NativeAsync:
@@ -118,13 +144,14 @@ class NativeAsync:
         default_ttl: int | None
         display_alias: str
         _layout_checked: bool
+        _redis_errors: tuple[type[BaseException], ...]
 
         @property
         def client(self) -> Redis: ...
 
         def _run(self, plan: Plan[_T], *, check: bool = True) -> _T: ...
         def _translate(self, exc: BaseException) -> Exception: ...
-        def _close(self) -> None: ...
+        def _close_sync(self) -> None: ...
         async def _run_sync(self, func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T: ...
 
     def _init_async(self) -> None:
@@ -157,14 +184,20 @@ class NativeAsync:
         return client
 
     def _forget_async_clients(self) -> None:
-        """Drop every loop's client; disconnect those whose loop still runs."""
+        """Release the event loops' clients (for the sync ``close()``).
+
+        A running loop's client stays, with its idle connections closed (its
+        calls in flight finish; the next ones reconnect); the clients of
+        closed loops are dropped.
+        """
         with self._async_lock:
             clients = list(self._async_clients.items())
-            self._async_clients.clear()
+            for loop, _ in clients:
+                if loop.is_closed():
+                    del self._async_clients[loop]
         for loop, client in clients:
-            if loop.is_closed() or not loop.is_running():
-                continue  # nothing can run there any more (or yet); the sockets go with it
-            loop.call_soon_threadsafe(_schedule_disconnect, loop, client)
+            if loop.is_running():
+                loop.call_soon_threadsafe(_schedule_disconnect, loop, client)
 
     async def _arun(self, plan: Plan[_T], *, check: bool = True) -> _T:
         """Run a plan of :mod:`.operations` on this loop's client."""
@@ -174,15 +207,14 @@ class NativeAsync:
         client = self._async_client()
         if client is None:
             return await self._run_sync(self._run, plan, check=False)
-        from redis.exceptions import RedisError
-
         try:
             return await run(client, plan)
-        except (RedisError, OSError) as exc:
+        except self._redis_errors as exc:
             raise self._translate(exc) from exc
 
     async def _aclose(self) -> None:
-        """Disconnect this loop's client and the sync pool; the next call reconnects."""
+        """Disconnect this loop's client (other loops keep theirs) and the sync pool's idle
+        connections; the next call reconnects."""
         with self._async_lock:
             client = self._async_clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
@@ -190,7 +222,7 @@ class NativeAsync:
                 await _disconnect(client)
             except OSError as exc:  # pragma: no cover - closing a socket rarely fails
                 raise self._translate(exc) from exc
-        self._close()
+        self._close_sync()
 
     # -- primitives --------------------------------------------------------------------------
 

@@ -89,17 +89,29 @@ Request = Eval | Call | Transaction | Batch
 Plan = Generator[Request, Any, _T]
 
 
+def eval_args(request: Eval, *, by_sha: bool = True) -> tuple[Any, ...]:
+    """The ``EVALSHA`` (or ``EVAL``) command of a script request."""
+    script, keys, args = request
+    if by_sha:
+        return ("EVALSHA", script.sha, len(keys), *keys, *args)
+    return ("EVAL", script.source, len(keys), *keys, *args)
+
+
 # -- encoding ----------------------------------------------------------------------------
 
 _encoder = msgspec.json.Encoder()
 _OFFSET_TYPE = next(code for code in "IL" if array(code).itemsize == 4)
 _SWAP = sys.byteorder != "little"
+_ONE_OFFSET = (1).to_bytes(4, "little")
 
 
 def encode_batch(messages: Sequence[Message]) -> tuple[bytes, bytes, str]:
     """The messages as a JSON array, their offsets in it (4 bytes each) and their ids."""
     if not messages:
         return b"", b"", ""
+    if len(messages) == 1:
+        message = messages[0]
+        return b"[" + _encoder.encode(message) + b"]", _ONE_OFFSET, message.id
     buf = bytearray(b"[")
     offsets = array(_OFFSET_TYPE)
     encode_into = _encoder.encode_into
@@ -163,9 +175,12 @@ def fields_of(flat: Any) -> dict[str, Any]:
 
 def parse_meta(conversation_id: str, flat: Any) -> ConversationMetadata:
     """:class:`ConversationMetadata` from a meta hash reply (flat list or dict)."""
+    return meta_from_fields(conversation_id, fields_of(flat))
+
+
+def meta_from_fields(conversation_id: str, fields: dict[str, Any]) -> ConversationMetadata:
+    """:class:`ConversationMetadata` from a meta hash's fields (see :func:`fields_of`)."""
     try:
-        fields = fields_of(flat)
-        custom = {key[2:]: codec.decode(value) for key, value in fields.items() if key[:2] == "m:"}
         owner = fields.get("owner")
         return ConversationMetadata(
             conversation_id=conversation_id,
@@ -174,9 +189,33 @@ def parse_meta(conversation_id: str, flat: Any) -> ConversationMetadata:
             message_count=int(fields.get("message_count", 0)),
             ttl=int(fields.get("ttl", 0)) or None,
             owner=text(owner) if owner else None,
-            metadata=custom,
+            metadata={
+                key[2:]: codec.decode(value) for key, value in fields.items() if key[:2] == "m:"
+            },
         )
     except (KeyError, ValueError, TypeError, codec.DecodeError) as exc:
+        raise malformed(conversation_id, exc) from exc
+
+
+def parse_reply(conversation_id: str, values: Sequence[Any]) -> ConversationMetadata:
+    """:class:`ConversationMetadata` from a script's metadata reply (see lib/conversation.lua):
+    created_at, updated_at, ttl, owner (None: none), message_count, then custom pairs."""
+    try:
+        created_at, updated_at, ttl, owner, count = values[:5]
+        custom = values[5:]
+        return ConversationMetadata(
+            conversation_id=conversation_id,
+            created_at=int(created_at),
+            updated_at=int(updated_at),
+            message_count=int(count),
+            ttl=int(ttl) or None,
+            owner=text(owner) if owner else None,
+            metadata={
+                text(key)[2:]: codec.decode(value)
+                for key, value in zip(custom[::2], custom[1::2], strict=True)
+            },
+        )
+    except (ValueError, TypeError, codec.DecodeError) as exc:
         raise malformed(conversation_id, exc) from exc
 
 
@@ -193,9 +232,8 @@ def decode_messages(conversation_id: str, data: Any, *, joined: bool) -> list[Me
 
 
 def _conversation(
-    conversation_id: str, flat: Any, joined: Any, last: int | None
+    conversation_id: str, metadata: ConversationMetadata, joined: Any, last: int | None
 ) -> Conversation | None:
-    metadata = parse_meta(conversation_id, flat)
     if metadata.message_count and last != 0 and not joined:
         return None  # the messages expired a moment after the metadata was read
     return Conversation(
@@ -232,7 +270,7 @@ def save(
         raise mismatch(cid)
     if reply[0] == TAKEN:
         return None
-    return Conversation(cid, messages, parse_meta(cid, reply[1]))
+    return Conversation(cid, messages, parse_reply(cid, reply[1]))
 
 
 def put(layout: Layout, conversation: Conversation, *, now: int) -> Plan[None]:
@@ -266,7 +304,7 @@ def append(
     reply = yield Eval(APPEND, keys, args)
     if reply[0] == MISMATCH:
         raise mismatch(cid)
-    return parse_meta(cid, reply[1])
+    return parse_reply(cid, reply[1])
 
 
 def pop(
@@ -288,7 +326,7 @@ def truncate(
     reply = yield Eval(TRUNCATE, keys, [*args, keep])
     if reply[0] != OK:
         return None
-    return parse_meta(cid, reply[2]), int(reply[1])
+    return parse_reply(cid, reply[2]), int(reply[1])
 
 
 def delete(layout: Layout, cid: str, *, owner: str | None, now: int) -> Plan[bool]:
@@ -322,54 +360,82 @@ def update_metadata(
     reply = yield Eval(UPDATE_METADATA, keys, args)
     if reply[0] != OK:
         return None
-    return parse_meta(cid, reply[1])
+    return parse_reply(cid, reply[1])
 
 
 def load(
     layout: Layout, cid: str, *, last: int | None, owner: str | None, now: int
 ) -> Plan[Conversation | None]:
-    """``load``: one script; a long conversation's messages come in a second round trip.
+    """``load``: without an owner, a ``MULTI`` of ``HGETALL`` and ``GET``; else a script.
 
-    The script decides (expiry, owner) and returns the messages when they are
-    short. Otherwise it returns where they start, and a ``MULTI`` reads them
-    with ``GETRANGE`` (Redis copies big strings into and out of Lua slowly),
-    together with the meta hash: if its version is not the one the script saw,
-    a write slipped in between and the load starts over.
+    Acting for an owner, the script decides (expiry, owner) before it reads
+    any message. It returns short conversations (and ``last=N`` windows)
+    itself; for longer ones it returns where the messages start, and a
+    ``MULTI`` reads them with ``GETRANGE`` (Redis copies big strings into and
+    out of Lua slowly), together with the meta hash: if its version is not the
+    one the script saw, a write slipped in between and the load starts over.
     """
     keys = layout.conversation(cid)
-    script_keys = (keys.meta, keys.data, keys.offsets)
+    if owner is None and last is None:
+        replies = yield Transaction([("HGETALL", keys.meta), ("GET", keys.data)])
+        if not isinstance(replies, Exception):  # else refused (out of memory): the script
+            return _whole(cid, replies[0], replies[1], now)
+    script_keys, args = _args(layout, cid, now, owner)
     window = "" if last is None else last
     limit = INLINE_BYTES
     for attempt in range(LOAD_ATTEMPTS + 1):
         if attempt == LOAD_ATTEMPTS:
             limit = 2**62  # writes keep slipping in: read it all inside the script
-        reply = yield Eval(LOAD, script_keys, [now, acting(owner), window, limit])
-        if reply is None:
+        reply = yield Eval(LOAD, script_keys, [*args, window, limit])
+        if reply[0] != OK:
             return None
-        if len(reply) == 2:
-            return _conversation(cid, reply[0], reply[1], last)
-        seen = fields_of(reply[0])
-        start = int(reply[2])
-        try:
-            size = int(seen["size"])
-        except (KeyError, ValueError) as exc:
-            raise malformed(cid, exc) from exc
+        metadata = parse_reply(cid, reply[1])
+        if len(reply) == 3:
+            return _conversation(cid, metadata, reply[2], last)
+        start, size = int(reply[3]), int(reply[4])
+        seen = (_number(reply[5]), _number(reply[6]), size)
         replies = yield Transaction(
             [("HGETALL", keys.meta), ("GETRANGE", keys.data, start - 1, size - 1)]
         )
         if isinstance(replies, Exception):  # refused (out of memory): read inside the script
             limit = 2**62
             continue
-        fields, data = replies
-        current = fields_of(fields)
-        if all(current.get(name) == seen.get(name) for name in ("version", "created_at", "size")):
-            metadata = parse_meta(cid, fields)
+        fields = fields_of(replies[0])
+        data = replies[1]
+        current = (fields.get("version"), fields.get("created_at"), fields.get("size"))
+        if tuple(_number(value) for value in current) == seen:
             if not data:
                 return None  # expired a moment after the script looked
             if start != 1:  # the window starts after a ',': make it an array
                 data = b"[" + (data.encode() if isinstance(data, str) else data)[1:]
             return Conversation(cid, decode_messages(cid, data, joined=False), metadata)
     raise AssertionError("unreachable: the last attempt reads inside the script")
+
+
+def _number(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _whole(cid: str, flat: Any, data: Any, now: int) -> Conversation | None:
+    """A conversation from its meta hash and data string (read in one transaction)."""
+    if not flat:
+        return None
+    fields = fields_of(flat)
+    metadata = meta_from_fields(cid, fields)
+    if metadata.is_expired(now):
+        return None
+    if not metadata.message_count:
+        return Conversation(cid, [], metadata)
+    if not data:
+        return None  # the messages expired a moment before the metadata would have
+    size = _number(fields.get("size"))
+    if size is None:
+        raise malformed(cid, ValueError("no size in the meta hash"))
+    raw = data.encode() if isinstance(data, str) else data
+    return Conversation(cid, decode_messages(cid, memoryview(raw)[:size], joined=False), metadata)
 
 
 def ttl_fields(layout: Layout, cid: str) -> Call:
@@ -492,7 +558,8 @@ def sweep(
 ) -> Plan[tuple[int, int]]:
     """``cleanup`` (CLEANUP) or ``clear`` (CLEAR): batches on every bucket until done.
 
-    Returns (conversations removed, live ones among them; cleanup: 0).
+    Each script replies {removed, looked at, live among the removed}. Returns
+    (conversations removed, live ones among them; cleanup: 0).
     """
     size = batch or SWEEP_BATCH
     pending = layout.buckets()
@@ -501,11 +568,9 @@ def sweep(
         replies = yield Batch([_bucket_eval(script, bucket, now, size) for bucket in pending])
         still = []
         for bucket, reply in zip(pending, replies, strict=True):
-            count = int(reply[0]) if isinstance(reply, list) else int(reply)
-            removed += count
-            if isinstance(reply, list):
-                live += int(reply[1])
-            if count >= size:
+            removed += int(reply[0])
+            live += int(reply[2])
+            if int(reply[1]) >= size:  # a full batch: there may be more
                 still.append(bucket)
         pending = still
     return removed, live

@@ -3,16 +3,24 @@
 Each request of a plan is one round trip: a script (``EVALSHA``; on
 ``NOSCRIPT`` the same call as ``EVAL``, which also caches the script on the
 server), a command, a ``MULTI``/``EXEC`` transaction or a pipelined batch.
+
+Requests go through redis-py's connection API (a pooled connection, one
+write, raw replies) rather than ``execute_command``/pipelines: the store
+makes one call per operation and their per-call bookkeeping costs as much as
+a script's work on the server. The pool still checks every connection before
+handing it out (a server that restarted is reconnected to); a connection
+that failed mid-request is dropped, so no unread reply is left on it.
 Errors are redis-py's own; the store translates them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from .operations import Batch, Call, Eval, Plan, Request, Transaction
+from .operations import Batch, Call, Eval, Plan, Request, Transaction, eval_args
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -36,43 +44,64 @@ def execute(client: Redis, request: Request) -> Any:
     if type(request) is Eval:
         return _eval(client, request)
     if type(request) is Call:
-        return client.execute_command(*request.args)
+        reply = _send(client, [request.args])[0]
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
     if type(request) is Transaction:
-        try:
-            return _pipeline(client, request.commands, transaction=True)
-        except ResponseError as exc:  # refused as a whole (e.g. out of memory): the plan decides
-            return exc
+        return _transaction(client, request.commands)
     assert type(request) is Batch
     return _batch(client, request.requests)
 
 
-def _eval(client: Redis, request: Eval) -> Any:
-    script, keys, args = request
+def _send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send commands in one write and read their replies (error replies as exceptions)."""
+    pool = client.connection_pool
+    connection = pool.get_connection()
     try:
-        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-    except NoScriptError:
-        return client.execute_command("EVAL", script.source, len(keys), *keys, *args)
+        if len(commands) == 1:
+            connection.send_packed_command(connection.pack_command(*commands[0]))
+        else:
+            connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except ResponseError as exc:  # the reply was read whole: the connection is fine
+                replies.append(exc)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    return replies
 
 
-def _pipeline(client: Redis, commands: list[tuple[Any, ...]], *, transaction: bool) -> list[Any]:
-    pipe = client.pipeline(transaction=transaction)
-    for command in commands:
-        pipe.execute_command(*command)
-    return pipe.execute()
+def _eval(client: Redis, request: Eval) -> Any:
+    reply = _send(client, [eval_args(request)])[0]
+    if isinstance(reply, NoScriptError):
+        reply = _send(client, [eval_args(request, by_sha=False)])[0]
+    if isinstance(reply, ResponseError):
+        raise reply
+    return reply
+
+
+def _transaction(client: Redis, commands: list[tuple[Any, ...]]) -> Any:
+    """``MULTI``, the commands, ``EXEC``: their replies, or the error that refused them all
+    (out of memory, for one); a command that failed inside raises its error."""
+    replies = _send(client, [("MULTI",), *commands, ("EXEC",)])
+    if isinstance(replies[-1], ResponseError):
+        return replies[-1]
+    for reply in replies[-1]:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies[-1]
 
 
 def _batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:
     """Pipeline the requests; scripts the server did not know run again as ``EVAL``."""
-    if len(requests) == 1:
-        return [execute(client, requests[0])]
-    pipe = client.pipeline(transaction=False)
-    for request in requests:
-        if type(request) is Eval:
-            script, keys, args = request
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        else:
-            pipe.execute_command(*request.args)
-    replies = pipe.execute(raise_on_error=False)
+    commands = [eval_args(r) if type(r) is Eval else r.args for r in requests]
+    replies = _send(client, commands)
     for index, reply in enumerate(replies):
         request = requests[index]
         if isinstance(reply, NoScriptError) and type(request) is Eval:

@@ -1,12 +1,12 @@
 --! include lib/bucket.lua
--- Removes up to ARGV[3] expired conversations. Reply: how many.
-local ids = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[3]))
+-- Removes the expired conversations among up to ARGV[3] candidates of the expiry index.
+-- Reply: {how many were removed, how many candidates were looked at, 0}.
+local dead, scanned = expired_ids(tonumber(ARGV[3]))
 local messages, bytes = 0, 0
-for _, id in ipairs(ids) do
+for _, id in ipairs(dead) do
   local v = erase(id)
   messages = messages + (tonumber(v[4]) or 0)
   bytes = bytes + (tonumber(v[5]) or 0) + (tonumber(v[6]) or 0)
 end
-if messages ~= 0 then redis.call('HINCRBY', TOTALS, 'messages', -messages) end
-if bytes ~= 0 then redis.call('HINCRBY', TOTALS, 'bytes', -bytes) end
-return #ids
+add_totals(-messages, -bytes)
+return {#dead, scanned, 0}

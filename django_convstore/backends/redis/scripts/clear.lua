@@ -1,6 +1,6 @@
 --! include lib/bucket.lua
 -- Deletes up to ARGV[3] conversations; once none is left, the bucket's index keys too.
--- Reply: {how many were deleted, how many of them were live}.
+-- Reply: {how many were deleted, the same, how many of them were live}.
 local ids = redis.call('ZRANGE', NAMES, 0, tonumber(ARGV[3]) - 1)
 local live, messages, bytes = 0, 0, 0
 for _, id in ipairs(ids) do
@@ -13,7 +13,6 @@ end
 if #ids < tonumber(ARGV[3]) then
   redis.call('DEL', RECENT, EXPIRY, NAMES, TOTALS)
 else
-  if messages ~= 0 then redis.call('HINCRBY', TOTALS, 'messages', -messages) end
-  if bytes ~= 0 then redis.call('HINCRBY', TOTALS, 'bytes', -bytes) end
+  add_totals(-messages, -bytes)
 end
-return {#ids, live}
+return {#ids, #ids, live}

@@ -12,6 +12,7 @@ redis.call('UNLINK', M, D, X, I)
 unindex(f)
 redis.call('ZREM', RECENT, CID)
 redis.call('ZREM', NAMES, CID)
-add_totals(-num(f.message_count), -(num(f.size) + num(f.msize)))
+local messages, bytes = weight(f)
+add_totals(-messages, -bytes)
 if live then return 1 end
 return 0

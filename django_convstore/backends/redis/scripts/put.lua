@@ -6,12 +6,15 @@
 -- ARGV[11] their ids joined by '\n', then pairs of custom metadata fields.
 -- Reply: the number of messages.
 local f = read_meta()
+local before_messages, before_bytes = weight(f)
 f = fresh(f, ARGV[7])
 f.created_at, f.updated_at, f.owner = ARGV[5], ARGV[6], nil
 if ARGV[8] ~= '' then f.owner = ARGV[8] end
 f.message_count, f.size = write_all(ARGV[9], ARGV[10], ARGV[11])
 set_metadata(f, 12)
+expire_keys(f, true)
 save_meta(f)
-add_totals(f.message_count, f.size + num(f.msize))
+add_totals(f.message_count - before_messages, f.size + num(f.msize) - before_bytes)
 index(f)
+index_expiry(f, false)
 return f.message_count

@@ -8,10 +8,10 @@ for _, id in ipairs(expired) do
   messages = messages + (tonumber(v[1]) or 0)
   bytes = bytes + (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0)
 end
-local totals = redis.call('HMGET', TOTALS, 'messages', 'bytes')
+local total_messages, total_bytes = totals()
 return {
   redis.call('ZCARD', RECENT) - #expired,
-  (tonumber(totals[1]) or 0) - messages,
+  total_messages - messages,
   #expired,
-  (tonumber(totals[2]) or 0) - bytes,
+  total_bytes - bytes,
 }

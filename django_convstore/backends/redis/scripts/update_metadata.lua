@@ -18,7 +18,9 @@ if ARGV[5] == '1' then
 end
 set_metadata(f, 6)
 f.updated_at, f.version = NOW_S, num(f.version) + 1
-redis.call('HSET', M, 'updated_at', NOW_S, 'msize', f.msize, 'version', f.version)
+expire_keys(f, false)
+redis.call('HSET', M, 'updated_at', NOW_S, 'msize', f.msize, 'kexp', f.kexp,
+  'version', f.version)
 add_totals(0, num(f.msize) - old_msize)
 index(f)
 return {OK, reply(f)}

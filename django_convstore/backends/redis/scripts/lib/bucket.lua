@@ -7,15 +7,49 @@ local PREFIX, NOW = ARGV[1], tonumber(ARGV[2])
 -- A key of conversation id: part is m (meta), d (data), x (offsets) or i (ids).
 local function key(part, id) return PREFIX .. part .. ':' .. id end
 
--- Ids whose TTL has run out (their meta hash and index entries await cleanup).
-local function expired_ids()
-  return redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW)
+-- Ids whose TTL has run out (their meta hash and index entries await cleanup), at most
+-- `limit` (nil: all) of the index's candidates. The expiry index holds, for every
+-- conversation with a TTL, a time at or before its expiry (appends move the expiry on
+-- without touching the index), so each candidate is checked against its meta hash, and
+-- one still live gets its real expiry in the index. Returns the ids and how many
+-- candidates were looked at.
+local function expired_ids(limit)
+  local candidates
+  if limit then
+    candidates = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW, 'LIMIT', 0, limit)
+  else
+    candidates = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW)
+  end
+  local dead = {}
+  for _, id in ipairs(candidates) do
+    local v = redis.call('HMGET', key('m', id), 'updated_at', 'ttl')
+    local ttl = tonumber(v[2]) or 0
+    if v[1] and ttl > 0 and tonumber(v[1]) + ttl * 1000 > NOW then
+      redis.call('ZADD', EXPIRY, tonumber(v[1]) + ttl * 1000, id)
+    else
+      dead[#dead + 1] = id
+    end
+  end
+  return dead, #candidates
 end
 
 local function set_of(list)
   local set = {}
   for _, id in ipairs(list) do set[id] = true end
   return set
+end
+
+-- The bucket's totals: messages, bytes.
+local function totals()
+  local t = redis.call('BITFIELD', TOTALS, 'GET', 'i64', 0, 'GET', 'i64', 64)
+  return t[1], t[2]
+end
+
+local function add_totals(messages, bytes)
+  if messages ~= 0 or bytes ~= 0 then
+    redis.call('BITFIELD', TOTALS, 'INCRBY', 'i64', 0, string.format('%d', messages),
+      'INCRBY', 'i64', 64, string.format('%d', bytes))
+  end
 end
 
 -- Deletes conversation id's keys and index entries; returns its meta fields

@@ -39,12 +39,15 @@ local function visible(f)
   return ACTING == '' or '=' .. (f.owner or '') == ACTING
 end
 
--- The meta table as a flat reply (field, value, ...).
+-- The metadata reply: created_at, updated_at, ttl, owner (false: none), message_count,
+-- then the custom metadata fields and values.
 local function reply(f)
-  local out = {}
+  local out = {f.created_at, f.updated_at, f.ttl, f.owner or false, f.message_count}
   for k, v in pairs(f) do
-    out[#out + 1] = k
-    out[#out + 1] = v
+    if string.sub(k, 1, 2) == 'm:' then
+      out[#out + 1] = k
+      out[#out + 1] = v
+    end
   end
   return out
 end

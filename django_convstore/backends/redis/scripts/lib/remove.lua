@@ -38,8 +38,9 @@ local function remove_from(f, keep, want_text)
   add_totals(keep - n, size - num(f.size))
   f.message_count, f.size = keep, size
   f.updated_at, f.version = NOW_S, num(f.version) + 1
+  expire_keys(f, false)
   redis.call('HSET', M, 'updated_at', NOW_S, 'message_count', keep, 'size', size,
-    'version', f.version)
+    'kexp', f.kexp, 'version', f.version)
   index(f)
   return text
 end

@@ -1,14 +1,23 @@
 -- Bookkeeping shared by the writing conversation scripts (after lib/conversation.lua).
 
+-- Adds to the bucket's totals: two signed 64-bit counters, messages and bytes.
 local function add_totals(messages, bytes)
-  if messages ~= 0 then redis.call('HINCRBY', TOTALS, 'messages', messages) end
-  if bytes ~= 0 then redis.call('HINCRBY', TOTALS, 'bytes', bytes) end
+  if messages ~= 0 or bytes ~= 0 then
+    redis.call('BITFIELD', TOTALS, 'INCRBY', 'i64', 0, string.format('%d', messages),
+      'INCRBY', 'i64', 64, string.format('%d', bytes))
+  end
+end
+
+-- What the conversation adds to the bucket's totals: its messages and bytes.
+local function weight(f)
+  if not f then return 0, 0 end
+  return num(f.message_count), num(f.size) + num(f.msize)
 end
 
 -- Drops the messages of the conversation described by f (its data, offsets and ids).
 local function drop_messages(f)
   redis.call('UNLINK', D, X, I)
-  add_totals(-num(f.message_count), -num(f.size))
+  f.kexp = 0
 end
 
 -- Removes f's owner-index and expiry entries (recency and name entries are rewritten).
@@ -23,13 +32,12 @@ local function fresh(f, ttl)
   if f then
     drop_messages(f)
     unindex(f)
-    add_totals(0, -num(f.msize))
     redis.call('DEL', M)
   else
     redis.call('ZADD', NAMES, 0, CID)
   end
   local new = {created_at = NOW_S, updated_at = NOW_S, ttl = ttl, message_count = 0,
-    size = 0, msize = 0, version = num(f and f.version) + 1}
+    size = 0, msize = 0, kexp = 0, version = num(f and f.version) + 1}
   if ACTING ~= '' then new.owner = string.sub(ACTING, 2) end
   return new
 end
@@ -65,31 +73,57 @@ local function set_metadata(f, first)
   end
 end
 
--- Writes f's fixed fields to the meta hash.
-local function save_meta(f)
-  redis.call('HSET', M, 'created_at', f.created_at, 'updated_at', f.updated_at, 'ttl', f.ttl,
-    'message_count', f.message_count, 'size', f.size, 'msize', f.msize, 'version', f.version)
-  if f.owner then redis.call('HSET', M, 'owner', f.owner) end
+-- Keeps the data, offsets and ids keys alive until the conversation expires (Redis then
+-- frees them by itself): they expire a little after it (an eighth of the TTL), so the
+-- appends of an active conversation only move their expiry now and then. fresh_keys: the
+-- keys were just written without an expiry. Updates f.kexp (their expiry, 0 = none).
+local function expire_keys(f, fresh_keys)
+  if num(f.message_count) == 0 then
+    f.kexp = 0
+    return
+  end
+  local exp = expires_at(f)
+  local current = num(f.kexp)
+  if not exp then
+    if current > 0 and not fresh_keys then
+      redis.call('PERSIST', D)
+      redis.call('PERSIST', X)
+      redis.call('PERSIST', I)
+    end
+    f.kexp = 0
+    return
+  end
+  local slack = math.floor(num(f.ttl) * 125)
+  if fresh_keys or current < exp or current > exp + slack then
+    current = exp + slack
+    redis.call('PEXPIREAT', D, current)
+    redis.call('PEXPIREAT', X, current)
+    redis.call('PEXPIREAT', I, current)
+  end
+  f.kexp = current
 end
 
--- Gives the data, offsets and ids keys the conversation's expiry (nil: none).
-local function expire_keys(exp)
+-- Puts the conversation in the expiry index at its exact expiry (writes that may move it
+-- earlier: the index holds a time at or before each conversation's expiry, see bucket.lua).
+local function index_expiry(f, had_ttl)
+  local exp = expires_at(f)
   if exp then
-    redis.call('PEXPIREAT', D, exp)
-    redis.call('PEXPIREAT', X, exp)
-    redis.call('PEXPIREAT', I, exp)
-  else
-    redis.call('PERSIST', D)
-    redis.call('PERSIST', X)
-    redis.call('PERSIST', I)
+    redis.call('ZADD', EXPIRY, exp, CID)
+  elseif had_ttl then
+    redis.call('ZREM', EXPIRY, CID)
   end
 end
 
--- Indexes the conversation after a write that moved updated_at (and so its expiry).
+-- Indexes the conversation by recency (and owner) after a write that moved updated_at.
 local function index(f)
   redis.call('ZADD', RECENT, f.updated_at, CID)
-  local exp = expires_at(f)
-  if exp then redis.call('ZADD', EXPIRY, exp, CID) end
   if f.owner then redis.call('ZADD', OWNERS .. f.owner, f.updated_at, CID) end
-  if num(f.message_count) > 0 then expire_keys(exp) end
+end
+
+-- Writes f's fields to the meta hash.
+local function save_meta(f)
+  redis.call('HSET', M, 'created_at', f.created_at, 'updated_at', f.updated_at, 'ttl', f.ttl,
+    'message_count', f.message_count, 'size', f.size, 'msize', f.msize, 'kexp', f.kexp,
+    'version', f.version)
+  if f.owner then redis.call('HSET', M, 'owner', f.owner) end
 end
