@@ -19,7 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from django_convstore import BackendError, codec, create_store, is_redis_store
+from django_convstore import (
+    BackendError,
+    OwnerMismatchError,
+    codec,
+    create_store,
+    is_redis_store,
+)
 from django_convstore.backends.redis import RedisStore, operations
 from django_convstore.backends.redis.layout import Layout
 from django_convstore.clock import now_ms
@@ -269,6 +275,31 @@ def test_pop_and_truncate_near_the_end_read_only_what_they_remove(counting_store
     assert store.load("long", last=1).messages[0].id == "9989"
 
 
+def test_big_batches_are_staged_and_never_left_behind(
+    make_redis_store, redis_client, redis_server
+):
+    """A batch over STAGE_BYTES reaches the script through staging keys in one MULTI."""
+    store = make_redis_store()
+    big = [msg("s" * 500, id=f"b{i}") for i in range(2 * operations.STAGE_BYTES // 500)]
+    stage = store.layout.stage("c")
+    saved = store.save("c", big, owner="alice", metadata={"k": 1})
+    assert [m.id for m in store.load("c").messages] == [m["id"] for m in big]
+    assert store.load("c", last=2).messages[-1].id == big[-1]["id"]
+    assert redis_client.exists(*stage) == 0
+    with pytest.raises(OwnerMismatchError):
+        store.save("c", big[:40], owner="bob")
+    assert store.create("c", big) is None
+    assert redis_client.exists(*stage) == 0
+    assert store.load("c").to_dict()["messages"] == saved.to_dict()["messages"]
+    redis_server.command("SCRIPT", "FLUSH")  # the transaction's EVALSHA fails: runs again
+    store.put(store.load("c"))
+    assert store.append("c", [msg("one more", id="b0"), msg("new", id="n")]).message_count == (
+        len(big) + 1
+    )
+    assert store.get_stats().total_messages == len(big) + 1
+    assert redis_client.exists(*stage) == 0
+
+
 # -- expiry -------------------------------------------------------------------------------
 
 
@@ -496,6 +527,7 @@ def test_one_round_trip_per_operation(counting_store, redis_server):
     store = counting_store
     operations_ = {
         "save": lambda: store.save("c", [msg("a"), msg("b")], ttl=600, metadata={"k": 1}),
+        "save (staged)": lambda: store.save("big", [msg("x" * 1000) for _ in range(40)]),
         "create": lambda: store.create("new", [msg("a")]),
         "append": lambda: store.append("c", [msg("c")]),
         "append (duplicate)": lambda: store.append("c", [msg("c", id="same")]),
@@ -525,6 +557,7 @@ def test_one_round_trip_per_operation(counting_store, redis_server):
         assert CountingConnection.requests == 1, name
         evalsha = redis_server.commandstats().get("evalsha", 0) - before
         assert evalsha == (0 if name in plain else 1), name
+    assert store.load("big").metadata.message_count == 40
 
 
 def test_loads_read_messages_without_lua(counting_store, redis_server):

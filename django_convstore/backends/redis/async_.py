@@ -22,7 +22,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ...clock import now_ms
 from ...types import Conversation, ConversationMetadata, Message, Page
 from . import connection, legacy, operations
-from .operations import Batch, Call, Eval, Plan, Request, Transaction, eval_args
+from .operations import (
+    Batch,
+    Call,
+    Eval,
+    Plan,
+    Request,
+    Transaction,
+    eval_args,
+    unwrap_transaction,
+    wrap_transaction,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -98,16 +108,15 @@ async def _eval(client: AsyncRedis, request: Eval) -> Any:
     return reply
 
 
-async def _transaction(client: AsyncRedis, commands: list[tuple[Any, ...]]) -> Any:
-    from redis.exceptions import ResponseError
+async def _transaction(client: AsyncRedis, commands: list[tuple[Any, ...] | Eval]) -> Any:
+    from redis.exceptions import NoScriptError
 
-    replies = await _send(client, [("MULTI",), *commands, ("EXEC",)])
-    if isinstance(replies[-1], ResponseError):
-        return replies[-1]
-    for reply in replies[-1]:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return replies[-1]
+    replies = await _send(client, wrap_transaction(commands))
+    if isinstance(replies[-1], list) and any(
+        isinstance(reply, NoScriptError) for reply in replies[-1]
+    ):
+        replies = await _send(client, wrap_transaction(commands, by_sha=False))
+    return unwrap_transaction(replies)
 
 
 async def _batch(client: AsyncRedis, requests: list[Eval | Call]) -> list[Any]:

@@ -20,7 +20,11 @@ each write script touches a single slot::
     <P>:{<N>:<b>}:expiry       sorted set: id -> expires_at (ms), conversations with a TTL
     <P>:{<N>:<b>}:names        sorted set, all scores 0: ids in byte order (prefix search)
     <P>:{<N>:<b>}:owner:<o>    sorted set: id -> updated_at, the conversations of owner <o>
-    <P>:{<N>:<b>}:totals       hash: messages, bytes (sums over the bucket)
+    <P>:{<N>:<b>}:totals       string: two signed 64-bit counters (BITFIELD i64 at bits 0
+                               and 64): the bucket's messages and bytes
+    <P>:{<N>:<b>}:stage:<d|x|i>  a big batch on its way in (exists only inside a
+                               MULTI/EXEC: written by plain commands, then renamed into
+                               place by the write script, or deleted)
     <P>:{<N>:0}:layout         string: "2 shards=<INDEX_SHARDS>" (see :mod:`.legacy`)
 
 ``<P>`` is ``KEY_PREFIX`` and ``<N>`` the store's ``NAMESPACE``; neither may
@@ -54,6 +58,14 @@ class ConversationKeys(NamedTuple):
     totals: str
     #: Prefix of the bucket's per-owner index keys (the owner is appended).
     owners: str
+
+
+class StageKeys(NamedTuple):
+    """Where a big batch waits, inside one transaction, for the script that places it."""
+
+    data: str
+    offsets: str
+    ids: str
 
 
 class BucketKeys(NamedTuple):
@@ -117,9 +129,14 @@ class Layout:
             f"{prefix}owner:",
         )
 
+    def stage(self, conversation_id: str) -> StageKeys:
+        """The staging keys of the conversation's bucket."""
+        prefix = self._buckets[self.bucket_of(conversation_id)].prefix
+        return StageKeys(f"{prefix}stage:d", f"{prefix}stage:x", f"{prefix}stage:i")
+
     def owner_index(self, bucket: int, owner: str) -> str:
         """The per-owner index key of ``owner`` in ``bucket``."""
         return f"{self._buckets[bucket].prefix}owner:{owner}"
 
 
-__all__ = ["LAYOUT_VERSION", "BucketKeys", "ConversationKeys", "Layout"]
+__all__ = ["LAYOUT_VERSION", "BucketKeys", "ConversationKeys", "Layout", "StageKeys"]

@@ -37,6 +37,9 @@ INLINE_BYTES = 32 * 1024
 LOAD_ATTEMPTS = 3
 #: Conversations handled per script call by ``cleanup()`` and ``clear()``.
 SWEEP_BATCH = 500
+#: Batches of at least this many bytes reach save/create/put scripts through staging keys
+#: (see :func:`_write`), since passing them as script arguments costs more than that.
+STAGE_BYTES = 16 * 1024
 
 _T = TypeVar("_T")
 
@@ -73,10 +76,11 @@ class Call(NamedTuple):
 
 
 class Transaction(NamedTuple):
-    """Send commands in ``MULTI``/``EXEC``; the reply is the list of their replies, or the
-    error when the server refused the transaction as a whole (out of memory, for one)."""
+    """Send commands (and scripts) in ``MULTI``/``EXEC``; the reply is the list of their
+    replies, or the error when the server refused the transaction as a whole (out of
+    memory, for one). A command that failed inside raises its error."""
 
-    commands: list[tuple[Any, ...]]
+    commands: list[tuple[Any, ...] | Eval]
 
 
 class Batch(NamedTuple):
@@ -95,6 +99,28 @@ def eval_args(request: Eval, *, by_sha: bool = True) -> tuple[Any, ...]:
     if by_sha:
         return ("EVALSHA", script.sha, len(keys), *keys, *args)
     return ("EVAL", script.source, len(keys), *keys, *args)
+
+
+def wrap_transaction(
+    commands: Sequence[tuple[Any, ...] | Eval], *, by_sha: bool = True
+) -> list[tuple[Any, ...]]:
+    """``MULTI``, the commands (scripts as ``EVALSHA``, or ``EVAL``), ``EXEC``."""
+    inner = [
+        eval_args(command, by_sha=by_sha) if type(command) is Eval else command
+        for command in commands
+    ]
+    return [("MULTI",), *inner, ("EXEC",)]  # type: ignore[list-item]
+
+
+def unwrap_transaction(replies: list[Any]) -> Any:
+    """The replies of a wrapped transaction's commands (see :class:`Transaction`)."""
+    result = replies[-1]
+    if isinstance(result, Exception):
+        return result
+    for reply in result:
+        if isinstance(reply, Exception):
+            raise reply
+    return result
 
 
 # -- encoding ----------------------------------------------------------------------------
@@ -251,6 +277,41 @@ def _args(
     return keys[:8], [keys.owners, cid, now, acting(owner)]
 
 
+def _write(
+    layout: Layout,
+    script: scripts.Script,
+    cid: str,
+    messages: Sequence[Message],
+    *,
+    now: int,
+    owner: str | None,
+    before: list[Any],
+    after: list[Any],
+) -> Plan[Any]:
+    """Run a save/create/put script: its arguments are ``before``, the batch (JSON array,
+    offsets, ids), ``after``. A big batch goes in a transaction instead, staged by plain
+    commands that the script renames into place, so its bytes never pass through Lua."""
+    keys, base = _args(layout, cid, now, owner)
+    payload, offsets, ids = encode_batch(messages)
+    if len(payload) < STAGE_BYTES:
+        reply = yield Eval(script, keys, [*base, *before, payload, offsets, ids, *after])
+        return reply
+    stage = layout.stage(cid)
+    replies = yield Transaction(
+        [
+            ("DEL", stage.ids),
+            ("SET", stage.data, payload),
+            ("SET", stage.offsets, offsets),
+            ("SADD", stage.ids, *(message.id for message in messages)),
+            Eval(script, [*keys, *stage], [*base, *before, "", "", "", *after]),
+            ("DEL", *stage),  # what a refusing script left
+        ]
+    )
+    if isinstance(replies, Exception):
+        raise replies
+    return replies[4]
+
+
 def save(
     layout: Layout,
     cid: str,
@@ -263,9 +324,16 @@ def save(
     create: bool = False,
 ) -> Plan[Conversation | None]:
     """``save`` (or, with ``create``, ``create``): None when create found a live one."""
-    keys, args = _args(layout, cid, now, owner)
-    args += [ttl or 0, *encode_batch(messages), *metadata_args(metadata)]
-    reply = yield Eval(CREATE if create else SAVE, keys, args)
+    reply = yield from _write(
+        layout,
+        CREATE if create else SAVE,
+        cid,
+        messages,
+        now=now,
+        owner=owner,
+        before=[ttl or 0],
+        after=metadata_args(metadata),
+    )
     if reply[0] == MISMATCH:
         raise mismatch(cid)
     if reply[0] == TAKEN:
@@ -276,16 +344,16 @@ def save(
 def put(layout: Layout, conversation: Conversation, *, now: int) -> Plan[None]:
     """``put``: the conversation exactly as given."""
     meta = conversation.metadata
-    keys, args = _args(layout, conversation.conversation_id, now, None)
-    args += [
-        meta.created_at,
-        meta.updated_at,
-        meta.ttl or 0,
-        meta.owner or "",
-        *encode_batch(conversation.messages),
-        *metadata_args(meta.metadata),
-    ]
-    yield Eval(PUT, keys, args)
+    yield from _write(
+        layout,
+        PUT,
+        conversation.conversation_id,
+        conversation.messages,
+        now=now,
+        owner=None,
+        before=[meta.created_at, meta.updated_at, meta.ttl or 0, meta.owner or ""],
+        after=metadata_args(meta.metadata),
+    )
 
 
 def append(

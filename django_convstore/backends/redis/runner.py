@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from .operations import Batch, Call, Eval, Plan, Request, Transaction, eval_args
+from .operations import (
+    Batch,
+    Call,
+    Eval,
+    Plan,
+    Request,
+    Transaction,
+    eval_args,
+    unwrap_transaction,
+    wrap_transaction,
+)
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -86,16 +96,16 @@ def _eval(client: Redis, request: Eval) -> Any:
     return reply
 
 
-def _transaction(client: Redis, commands: list[tuple[Any, ...]]) -> Any:
+def _transaction(client: Redis, commands: list[tuple[Any, ...] | Eval]) -> Any:
     """``MULTI``, the commands, ``EXEC``: their replies, or the error that refused them all
-    (out of memory, for one); a command that failed inside raises its error."""
-    replies = _send(client, [("MULTI",), *commands, ("EXEC",)])
-    if isinstance(replies[-1], ResponseError):
-        return replies[-1]
-    for reply in replies[-1]:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return replies[-1]
+    (out of memory, for one); a command that failed inside raises its error. When a
+    script was unknown, the transaction runs again with ``EVAL`` (nothing in it ran)."""
+    replies = _send(client, wrap_transaction(commands))
+    if isinstance(replies[-1], list) and any(
+        isinstance(reply, NoScriptError) for reply in replies[-1]
+    ):
+        replies = _send(client, wrap_transaction(commands, by_sha=False))
+    return unwrap_transaction(replies)
 
 
 def _batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:

@@ -42,8 +42,19 @@ local function fresh(f, ttl)
   return new
 end
 
--- Stores a batch as the conversation's only messages; returns their count and bytes.
+-- Stores a batch as the conversation's only messages (after drop_messages or fresh);
+-- returns their count and bytes. A big batch comes in staging keys (KEYS[9..11]: data,
+-- offsets, ids) that plain commands wrote earlier in the same transaction, so its bytes
+-- never pass through Lua: the keys are renamed into place.
 local function write_all(payload, offsets, ids)
+  if #KEYS > 8 then
+    local count = redis.call('SCARD', KEYS[11])
+    if count == 0 then return 0, 0 end
+    redis.call('RENAME', KEYS[9], D)
+    redis.call('RENAME', KEYS[10], X)
+    redis.call('RENAME', KEYS[11], I)
+    return count, redis.call('STRLEN', D)
+  end
   if payload == '' then return 0, 0 end
   redis.call('SET', D, payload)
   redis.call('SET', X, offsets)
