@@ -27,7 +27,7 @@ from django_convstore import (
     is_redis_store,
 )
 from django_convstore.backends.redis import RedisStore, operations
-from django_convstore.backends.redis.layout import Layout
+from django_convstore.backends.redis.layout import Layout, bucket_tags
 from django_convstore.clock import now_ms
 from django_convstore.types import Conversation, ConversationMetadata, Message
 from tests.servers.redis_counting import CountingConnection
@@ -121,14 +121,20 @@ def test_any_id_maps_its_keys_and_its_bucket_to_one_slot(cid, shards):
     assert keys.recent == layout.buckets()[layout.bucket_of(cid)].recent
 
 
-def test_buckets_spread_conversations():
+@pytest.mark.parametrize("shards", [1, 3, 16, 256])
+def test_buckets_sit_on_evenly_spaced_slots(shards):
+    layout = Layout("p", "n", shards)
+    slots = [key_slot(bucket.recent.encode()) for bucket in layout.buckets()]
+    assert slots == [k * 16384 // shards for k in range(shards)]
+    assert all(len(tag) <= 4 for tag in bucket_tags(shards))
+
+
+def test_conversations_spread_evenly_over_the_buckets():
     layout = Layout("p", "n", 16)
     counts = [0] * 16
     for i in range(3200):
         counts[layout.bucket_of(f"conversation-{i}")] += 1
     assert min(counts) > 120 and max(counts) < 280
-    slots = {key_slot(bucket.recent.encode()) for bucket in layout.buckets()}
-    assert len(slots) == 16
 
 
 def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
@@ -138,8 +144,8 @@ def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
     )
     store.append("c{1}", [msg("b", id="m2")])
     store.put(past_conversation("dead", ["x"]))
-    found = {key.decode() for key in redis_client.scan_iter(match="app:conv:{layout:*")}
-    tag = "app:conv:{layout:0}"
+    found = {key.decode() for key in redis_client.scan_iter(match="app:conv:layout:*")}
+    tag = "app:conv:layout:{la2}"  # the shortest tag in slot 0
     assert found == {
         f"{tag}:m:c{{1}}",
         f"{tag}:d:c{{1}}",
@@ -151,7 +157,7 @@ def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
         f"{tag}:names",
         f"{tag}:totals",
         f"{tag}:owner:own{{er}}",
-        f"{tag}:layout",
+        "app:conv:layout:layout",
     }
     meta = redis_client.hgetall(f"{tag}:m:c{{1}}")
     assert meta[b"ttl"] == b"600"
@@ -175,7 +181,7 @@ def test_key_layout_is_the_documented_one(make_redis_store, redis_client):
     assert (messages, size) == (3, len(data) + len("title") + len('"T"') + dead)
     assert redis_client.zscore(f"{tag}:owner:own{{er}}", "c{1}") == updated
     assert redis_client.zscore(f"{tag}:names", "dead") == 0
-    assert redis_client.get(f"{tag}:layout") == b"2 shards=1"
+    assert redis_client.get("app:conv:layout:layout") == b"2 shards=1"
 
 
 def test_stores_with_different_namespaces_or_prefixes_never_share_keys(make_redis_store):

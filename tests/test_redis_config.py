@@ -91,7 +91,7 @@ def test_defaults():
     assert store.address == "127.0.0.1:6379"
     assert store.key_prefix == "aikit:conversation"
     assert store.layout.shards == 1
-    assert store.layout.conversation("c").meta == "aikit:conversation:{aikit:0}:m:c"
+    assert store.layout.conversation("c").meta == "aikit:conversation:aikit:{la2}:m:c"
     assert store.server is not None and store.server.socket_timeout == 5.0
 
 
@@ -118,7 +118,7 @@ def test_original_form_through_create_store(redis_server):
     )
     try:
         assert isinstance(by_url, RedisStore) and isinstance(by_host, RedisStore)
-        assert by_url.layout.marker == by_host.layout.marker == f"orig:{{{namespace}:0}}:layout"
+        assert by_url.layout.marker == by_host.layout.marker == f"orig:{namespace}:layout"
         by_url.save("c", [msg("hi")])
         assert by_host.get_ttl("c") in (59, 60)
         assert [m.content for m in by_host.load("c").messages] == ["hi"]

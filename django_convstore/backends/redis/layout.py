@@ -3,46 +3,82 @@
 A store's conversations are spread over ``OPTIONS["INDEX_SHARDS"]`` buckets
 (default 1); a conversation's bucket is ``crc32(id) % INDEX_SHARDS``. Every
 key of a bucket, the conversations' keys and the store-wide indexes over
-them alike, carries the Redis Cluster hash tag ``{<NAMESPACE>:<bucket>}``, so
-each write script touches a single slot::
+them alike, carries the bucket's Redis Cluster hash tag, so each write script
+touches a single slot. Bucket ``k`` of ``n`` is tagged with the shortest
+``[a-z0-9]`` string whose slot is ``k * 16384 // n``: the buckets sit on
+evenly spaced slots, so a cluster's usual even split of the slots gives every
+master its share of buckets (tags derived from names would need several
+times more buckets for the same balance). With ``<B>`` =
+``<KEY_PREFIX>:<NAMESPACE>`` and ``<t>`` a bucket's tag::
 
-    <P>:{<N>:<b>}:m:<id>       hash: created_at, updated_at (ms), ttl (s, 0 = never),
-                               owner (absent = none), message_count, size (bytes
-                               of the data string that are live), msize (bytes of
-                               custom metadata), version, and one "m:<key>" field
-                               per custom metadata key (its JSON value)
-    <P>:{<N>:<b>}:d:<id>       string: the messages as a JSON array; only its first
-                               ``size`` bytes count (pop/truncate shorten it logically)
-    <P>:{<N>:<b>}:x:<id>       string: 4 bytes (unsigned, little-endian) per message,
-                               its offset in the data string
-    <P>:{<N>:<b>}:i:<id>       set: the message ids (idempotent appends)
-    <P>:{<N>:<b>}:recent       sorted set: id -> updated_at (listing, newest first)
-    <P>:{<N>:<b>}:expiry       sorted set: id -> expires_at (ms), conversations with a TTL
-    <P>:{<N>:<b>}:names        sorted set, all scores 0: ids in byte order (prefix search)
-    <P>:{<N>:<b>}:owner:<o>    sorted set: id -> updated_at, the conversations of owner <o>
-    <P>:{<N>:<b>}:totals       string: two signed 64-bit counters (BITFIELD i64 at bits 0
-                               and 64): the bucket's messages and bytes
-    <P>:{<N>:<b>}:stage:<d|x|i>  a big batch on its way in (exists only inside a
-                               MULTI/EXEC: written by plain commands, then renamed into
-                               place by the write script, or deleted)
-    <P>:{<N>:0}:layout         string: "2 shards=<INDEX_SHARDS>" (see :mod:`.legacy`)
+    <B>:{<t>}:m:<id>       hash: created_at, updated_at (ms), ttl (s, 0 = never), owner
+                           (absent = none), message_count, size (bytes of the data
+                           string that are live), msize (bytes of custom metadata),
+                           kexp (when the data, offsets and ids keys expire, ms),
+                           version, and one "m:<key>" field per custom metadata key
+                           (its JSON value)
+    <B>:{<t>}:d:<id>       string: the messages as a JSON array; only its first ``size``
+                           bytes count (pop and truncate shorten it logically)
+    <B>:{<t>}:x:<id>       string: 4 bytes (unsigned, little-endian) per message, its
+                           offset in the data string
+    <B>:{<t>}:i:<id>       set: the message ids (idempotent appends)
+    <B>:{<t>}:recent       sorted set: id -> updated_at (listing, newest first)
+    <B>:{<t>}:expiry       sorted set: id -> a time at or before its expiry (ms), for the
+                           conversations with a TTL
+    <B>:{<t>}:names        sorted set, all scores 0: ids in byte order (prefix search)
+    <B>:{<t>}:owner:<o>    sorted set: id -> updated_at, the conversations of owner <o>
+    <B>:{<t>}:totals       string: two signed 64-bit counters (BITFIELD i64 at bits 0
+                           and 64): the bucket's messages and bytes
+    <B>:{<t>}:stage:<d|x|i>  a big batch on its way in (exists only inside a MULTI/EXEC:
+                           written by plain commands, then renamed into place by the
+                           write script, or deleted)
+    <B>:layout             string: "2 shards=<INDEX_SHARDS>" (see :mod:`.legacy`)
 
-``<P>`` is ``KEY_PREFIX`` and ``<N>`` the store's ``NAMESPACE``; neither may
-contain ``{`` or ``}``, so the tag is always the first ``{…}`` of a key and
-conversation ids and owners never need escaping. The data, offsets and ids
-keys of a conversation expire (``PEXPIREAT``) when it does, so Redis frees
-its messages by itself; its ``m:`` hash and index entries stay until
-``cleanup()`` or the next write to that id, which is how ``get_stats`` and
-``cleanup`` still know what an expired conversation held.
+``KEY_PREFIX`` and ``NAMESPACE`` may not contain ``{`` or ``}``, so the tag is
+always the first ``{…}`` of a key and conversation ids and owners never need
+escaping. The data, offsets and ids keys of a conversation expire
+(``PEXPIREAT``) a little after it does, so Redis frees its messages by
+itself; its ``m:`` hash and index entries stay until ``cleanup()`` or the
+next write to that id, which is how ``get_stats`` and ``cleanup`` still know
+what an expired conversation held.
 """
 
 from __future__ import annotations
 
+import binascii
+import itertools
+import string
 import zlib
+from functools import cache
 from typing import NamedTuple
 
 #: Version of this layout (the 0.1 layout is described in :mod:`.legacy`).
 LAYOUT_VERSION = 2
+#: Redis Cluster's number of hash slots.
+SLOTS = 16384
+_TAG_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def key_slot(tag: str) -> int:
+    """The Redis Cluster slot of a hash tag (CRC16/XMODEM, as Redis computes it)."""
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+@cache
+def bucket_tags(shards: int) -> tuple[str, ...]:
+    """The hash tags of ``shards`` buckets: bucket k's is the shortest ``[a-z0-9]`` string
+    whose slot is ``k * 16384 // shards`` (a few milliseconds, once per process)."""
+    wanted = {index * SLOTS // shards: index for index in range(shards)}
+    found: dict[int, str] = {}
+    for length in range(1, 5):
+        for letters in itertools.product(_TAG_ALPHABET, repeat=length):
+            tag = "".join(letters)
+            index = wanted.get(key_slot(tag))
+            if index is not None and index not in found:
+                found[index] = tag
+                if len(found) == shards:
+                    return tuple(found[i] for i in range(shards))
+    raise AssertionError("every slot has a tag of at most four characters")
 
 
 class ConversationKeys(NamedTuple):
@@ -82,18 +118,20 @@ class BucketKeys(NamedTuple):
 class Layout:
     """Key names for one store (``KEY_PREFIX``, ``NAMESPACE``, ``INDEX_SHARDS``)."""
 
-    __slots__ = ("_buckets", "key_prefix", "marker", "namespace", "shards")
+    __slots__ = ("_buckets", "base", "key_prefix", "marker", "namespace", "shards")
 
     def __init__(self, key_prefix: str, namespace: str, shards: int = 1) -> None:
         self.key_prefix = key_prefix
         self.namespace = namespace
         self.shards = shards
-        self._buckets = [self._bucket_keys(b) for b in range(shards)]
+        #: ``<KEY_PREFIX>:<NAMESPACE>``: every key of the store starts with it.
+        self.base = f"{key_prefix}:{namespace}"
+        self._buckets = [self._bucket_keys(tag) for tag in bucket_tags(shards)]
         #: Records the layout version and bucket count the data was written with.
-        self.marker = f"{self._buckets[0].prefix}layout"
+        self.marker = f"{self.base}:layout"
 
-    def _bucket_keys(self, bucket: int) -> BucketKeys:
-        prefix = f"{self.key_prefix}:{{{self.namespace}:{bucket}}}:"
+    def _bucket_keys(self, tag: str) -> BucketKeys:
+        prefix = f"{self.base}:{{{tag}}}:"
         return BucketKeys(
             f"{prefix}recent", f"{prefix}expiry", f"{prefix}names", f"{prefix}totals", prefix
         )
@@ -139,4 +177,13 @@ class Layout:
         return f"{self._buckets[bucket].prefix}owner:{owner}"
 
 
-__all__ = ["LAYOUT_VERSION", "BucketKeys", "ConversationKeys", "Layout", "StageKeys"]
+__all__ = [
+    "LAYOUT_VERSION",
+    "SLOTS",
+    "BucketKeys",
+    "ConversationKeys",
+    "Layout",
+    "StageKeys",
+    "bucket_tags",
+    "key_slot",
+]

@@ -42,8 +42,9 @@ STORE_KEYS = ("index", "expiry", "ids", "ledger", "totals")
 
 
 def legacy_base(layout: Layout) -> str:
-    """``<KEY_PREFIX>:<NAMESPACE>``, under which 0.1 kept everything."""
-    return f"{layout.key_prefix}:{layout.namespace}"
+    """``<KEY_PREFIX>:<NAMESPACE>``, under which 0.1 kept everything (as 0.2 does, with
+    other key names)."""
+    return layout.base
 
 
 def _escape(value: str) -> str:
@@ -75,7 +76,7 @@ def check_layout(layout: Layout, alias: str) -> Plan[None]:
         yield Call(("SET", layout.marker, layout.marker_value, "NX"))
     elif text(marker) != layout.marker_value:
         raise BackendError(
-            f"redis store {alias!r}: the conversations under {layout.marker[:-6]} were written "
+            f"redis store {alias!r}: the conversations under {layout.base} were written "
             f"with {text(marker)!r}, but this store is configured with "
             f"{layout.marker_value!r} (OPTIONS['INDEX_SHARDS']); changing the number of "
             "buckets needs a copy into a new NAMESPACE with convstore_migrate.",
