@@ -30,6 +30,7 @@ from .operations import (
     Request,
     Transaction,
     eval_args,
+    pack,
     unwrap_transaction,
     wrap_transaction,
 )
@@ -79,10 +80,7 @@ async def _send(client: AsyncRedis, commands: Sequence[tuple[Any, ...]]) -> list
     pool = client.connection_pool
     connection = await pool.get_connection()
     try:
-        if len(commands) == 1:
-            await connection.send_packed_command(connection.pack_command(*commands[0]))
-        else:
-            await connection.send_packed_command(connection.pack_commands(commands))
+        await connection.send_packed_command(pack(commands, connection))
         replies: list[Any] = []
         for _ in commands:
             try:

@@ -286,7 +286,8 @@ def async_client_for(client: Redis) -> AsyncRedis:
 
     Plain TCP, TLS and unix-socket pools, and Sentinel pools (as django-redis's
     ``SentinelConnectionFactory`` builds them), are rebuilt with the asyncio
-    classes; other pool classes raise ``ConfigError``. No I/O happens here.
+    classes, with as many connections at most; other pool classes raise
+    ``ConfigError``. No I/O happens here.
     """
     from redis import asyncio as aioredis
     from redis import connection as sync_connection
@@ -326,10 +327,14 @@ def async_client_for(client: Redis) -> AsyncRedis:
         async_class = aioredis.SSLConnection
     else:
         async_class = aioredis.Connection
-    async_pool = aioredis.ConnectionPool(
+    kwargs = _portable(pool.connection_kwargs)
+    # Blocking: past max_connections, concurrent calls wait for a connection (up to the
+    # socket timeout) instead of failing at once, as a plain asyncio pool would.
+    async_pool = aioredis.BlockingConnectionPool(
         connection_class=async_class,
         max_connections=pool.max_connections,
-        **_portable(pool.connection_kwargs),
+        timeout=kwargs.get("socket_timeout") or DEFAULT_SOCKET_TIMEOUT,
+        **kwargs,
     )
     return aioredis.Redis(connection_pool=async_pool)
 

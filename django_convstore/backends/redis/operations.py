@@ -101,6 +101,14 @@ def eval_args(request: Eval, *, by_sha: bool = True) -> tuple[Any, ...]:
     return ("EVAL", script.source, len(keys), *keys, *args)
 
 
+def pack(commands: Sequence[tuple[Any, ...]], connection: Any) -> Any:
+    """The commands in the Redis protocol: with hiredis (C) when it is installed, else with
+    the connection's own packer. Strings are sent as UTF-8."""
+    if _pack_command is None:
+        return connection.pack_commands(commands)
+    return [_pack_command(command) for command in commands]
+
+
 def wrap_transaction(
     commands: Sequence[tuple[Any, ...] | Eval], *, by_sha: bool = True
 ) -> list[tuple[Any, ...]]:
@@ -124,6 +132,11 @@ def unwrap_transaction(replies: list[Any]) -> Any:
 
 
 # -- encoding ----------------------------------------------------------------------------
+
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis comes with the redis extra
+    _pack_command = None
 
 _encoder = msgspec.json.Encoder()
 _OFFSET_TYPE = next(code for code in "IL" if array(code).itemsize == 4)

@@ -28,6 +28,7 @@ from .operations import (
     Request,
     Transaction,
     eval_args,
+    pack,
     unwrap_transaction,
     wrap_transaction,
 )
@@ -69,10 +70,7 @@ def _send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
-        if len(commands) == 1:
-            connection.send_packed_command(connection.pack_command(*commands[0]))
-        else:
-            connection.send_packed_command(connection.pack_commands(commands))
+        connection.send_packed_command(pack(commands, connection))
         replies: list[Any] = []
         for _ in commands:
             try:

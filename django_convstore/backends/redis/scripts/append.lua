@@ -63,10 +63,25 @@ if n == 0 then
     return reply(f.updated_at, 0)
   end
 else
-  local kept, total = {}, 0
-  for id in string.gmatch(ARGV[9], '[^\n]+') do
-    total = total + 1
-    if redis.call('SADD', I, id) == 1 then kept[#kept + 1] = total end
+  local ids, kept = {}, {}
+  for id in string.gmatch(ARGV[9], '[^\n]+') do ids[#ids + 1] = id end
+  local total = #ids
+  if total == 1 then
+    if redis.call('SADD', I, ids[1]) == 1 then kept[1] = 1 end
+  else -- one SMISMEMBER and one SADD, whatever the batch size
+    local fresh = {}
+    for i = 1, total, 1000 do
+      local known = redis.call('SMISMEMBER', I, unpack(ids, i, math.min(i + 999, total)))
+      for j = 1, #known do
+        if known[j] == 0 then
+          kept[#kept + 1] = i + j - 1
+          fresh[#fresh + 1] = ids[i + j - 1]
+        end
+      end
+    end
+    for i = 1, #fresh, 1000 do
+      redis.call('SADD', I, unpack(fresh, i, math.min(i + 999, #fresh)))
+    end
   end
   added = #kept
   if added == 0 then return reply(f.updated_at, n) end
