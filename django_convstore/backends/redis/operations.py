@@ -106,7 +106,9 @@ def pack(commands: Sequence[tuple[Any, ...]], connection: Any) -> Any:
     the connection's own packer. Strings are sent as UTF-8."""
     if _pack_command is None:
         return connection.pack_commands(commands)
-    return [_pack_command(command) for command in commands]
+    if len(commands) == 1:
+        return [_pack_command(commands[0])]
+    return [b"".join([_pack_command(command) for command in commands])]  # one write
 
 
 def wrap_transaction(
