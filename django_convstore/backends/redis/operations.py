@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -116,10 +116,10 @@ def wrap_transaction(
 ) -> list[tuple[Any, ...]]:
     """``MULTI``, the commands (scripts as ``EVALSHA``, or ``EVAL``), ``EXEC``."""
     inner = [
-        eval_args(command, by_sha=by_sha) if type(command) is Eval else command
+        eval_args(command, by_sha=by_sha) if isinstance(command, Eval) else command
         for command in commands
     ]
-    return [("MULTI",), *inner, ("EXEC",)]  # type: ignore[list-item]
+    return [("MULTI",), *inner, ("EXEC",)]
 
 
 def unwrap_transaction(replies: list[Any]) -> Any:
@@ -135,6 +135,7 @@ def unwrap_transaction(replies: list[Any]) -> Any:
 
 # -- encoding ----------------------------------------------------------------------------
 
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _pack_command
 except ImportError:  # pragma: no cover - hiredis comes with the redis extra
