@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ...clock import now_ms
 from ...types import Conversation, ConversationMetadata, Message, Page
 from . import connection, legacy, operations
-from .operations import (
+from .requests import (
     Batch,
     Call,
     Eval,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from .operations import (
+from .requests import (
     Batch,
     Call,
     Eval,
