@@ -998,3 +998,32 @@ def wait_for_a_lock_wait(alias: str) -> None:
                 return
             time.sleep(0.01)
     pytest.fail("nobody waited for the lock")
+
+
+@postgres_only()
+@pytest.mark.parametrize("prepared", [True, False])
+def test_postgresql_statements_are_prepared_unless_turned_off(prepared):
+    store = create_store(
+        {
+            "BACKEND": BACKEND,
+            "NAMESPACE": f"p{uuid.uuid4().hex[:8]}",
+            "OPTIONS": {"DATABASE": POSTGRES_ALIAS, "PREPARED_STATEMENTS": prepared},
+        }
+    )
+    connection = connections[POSTGRES_ALIAS]
+    connection.close()  # a fresh session: no prepared statements yet
+    for index in range(3):
+        store.append("c", [{**MESSAGE, "id": str(index)}])
+        store.load("c", last=2)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        statements = [statement for (statement,) in cursor.fetchall()]
+    assert len(statements) == (2 if prepared else 0)  # the append and the load
+    assert connection.connection.prepare_threshold is None  # Django's setting is kept
+    assert [m.id for m in store.load("c").messages] == ["0", "1", "2"]
+    store.clear()
+
+
+def test_prepared_statements_option_must_be_a_boolean():
+    with pytest.raises(ImproperlyConfigured, match="PREPARED_STATEMENTS"):
+        create_store({"BACKEND": BACKEND, "OPTIONS": {"PREPARED_STATEMENTS": "yes"}})

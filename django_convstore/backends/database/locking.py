@@ -73,7 +73,7 @@ class LockingOperations(Operations):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _rows_per_insert(self) -> int:
-        return max(1, self.connection.features.max_query_params // 4)
+        return max(1, (self.connection.features.max_query_params or 2000) // 4)
 
     def _insert(self, conversation_pk: int, start: int, ids: list[str], docs: list[str]) -> int:
         """Insert messages at ``start``, ``start + 1`` …; returns how many were new."""
@@ -347,7 +347,7 @@ class SqliteOperations(LockingOperations):
     def _rows_per_insert(self) -> int:
         # Django assumes SQLite's old limit of 999 parameters; ask the library itself.
         raw = self.connection.connection
-        limit = self.connection.features.max_query_params
+        limit = self.connection.features.max_query_params or 999
         if hasattr(raw, "getlimit"):
             import sqlite3
 

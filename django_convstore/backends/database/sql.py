@@ -388,7 +388,7 @@ def pg_pop(*, owner: bool) -> str:
         + """,
 removed AS (
     DELETE FROM {msg} m USING (
-        SELECT v.id FROM {msg} v JOIN target t ON v.conversation_id = t.id
+        SELECT v.id FROM {msg} v WHERE v.conversation_id = (SELECT t.id FROM target t)
         ORDER BY v.position DESC LIMIT %(count)s
     ) AS victim
     WHERE m.id = victim.id
@@ -415,7 +415,7 @@ def pg_truncate(*, owner: bool) -> str:
         + """,
 removed AS (
     DELETE FROM {msg} m USING (
-        SELECT v.id FROM {msg} v JOIN target t ON v.conversation_id = t.id
+        SELECT v.id FROM {msg} v WHERE v.conversation_id = (SELECT t.id FROM target t)
         ORDER BY v.position DESC
         LIMIT (SELECT greatest(t.message_count - %(keep)s, 0) FROM target t)
     ) AS victim
