@@ -76,22 +76,23 @@ def scratch_alias(alias: str, settings_dict: dict[str, Any]) -> Iterator[str]:
 
 
 @contextmanager
-def sqlite_database() -> Iterator[str]:
-    """A migrated SQLite file in WAL mode, in a temporary directory."""
+def sqlite_database(*, wal: bool = True, alias: str = "bench_sqlite") -> Iterator[str]:
+    """A migrated SQLite file (WAL mode unless ``wal=False``), in a temporary directory."""
     with (
         tempfile.TemporaryDirectory(prefix="convstore-db-bench-") as directory,
         scratch_alias(
-            "bench_sqlite",
+            alias,
             {
                 "ENGINE": "django.db.backends.sqlite3",
                 "NAME": os.path.join(directory, "bench.sqlite3"),
                 "OPTIONS": {"timeout": 30},
             },
-        ) as alias,
+        ) as found,
     ):
-        with connections[alias].cursor() as cursor:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        yield alias
+        if wal:
+            with connections[found].cursor() as cursor:
+                cursor.execute("PRAGMA journal_mode=WAL")
+        yield found
 
 
 def _server(variable: str, default: str) -> dict[str, Any]:
@@ -502,7 +503,33 @@ def measure(alias: str, vendor: str, quick: bool, stack: ExitStack) -> list[dict
         stack.callback(peer.close)
         rows += versus_peer(store, peer, vendor, calls)
     rows += versus_length(store, vendor, calls, big)
+    if vendor == "sqlite":
+        rows += wal_versus_rollback_journal(alias, calls)
     store.clear()
+    return rows
+
+
+def wal_versus_rollback_journal(wal_alias: str, calls: int) -> list[dict[str, object]]:
+    """SQLite: the same store on a WAL file and on a file with the default rollback journal."""
+    rows = []
+    with sqlite_database(wal=False, alias="bench_sqlite_journal") as journal_alias:
+        stores = [
+            create_store({"BACKEND": BACKEND, "NAMESPACE": "wal", "OPTIONS": {"DATABASE": a}})
+            for a in (wal_alias, journal_alias)
+        ]
+        for store in stores:
+            fill(store, "c", 1000)
+        wal, journal = stores
+        wal_t, journal_t = paired(
+            lambda: wal.append("c", [message(1)]),
+            lambda: journal.append("c", [message(1)]),
+            calls=calls,
+        )
+        rows.append(row("sqlite", "append-1: WAL vs rollback journal", wal_t, journal_t))
+        wal_t, journal_t = paired(lambda: wal.load("c"), lambda: journal.load("c"), calls=calls)
+        rows.append(row("sqlite", "load @1,000: WAL vs rollback journal", wal_t, journal_t))
+        for store in stores:
+            store.clear()
     return rows
 
 

@@ -130,23 +130,11 @@ class PostgresOperations(Operations):
     ) -> ConversationMetadata:
         params = self._message_params(conversation_id, messages, now, owner)
         ttl = self.default_ttl
-        params.update(ttl=ttl, expires=rows.expires_at(now, ttl), touch=touch, metadata="{}")
-
-        def attempt(lock: tuple[Any, ...] | None) -> Any:
-            # Replacing an expired conversation needs a current snapshot: only under the lock.
-            params["revive"] = lock is not None
-            for status, *values in self.fetch(sql.PG_APPEND, params):
-                if status == "refused":
-                    raise mismatch(conversation_id)
-                if status == "created":
-                    return ConversationMetadata(
-                        conversation_id, now, now, len(messages), ttl=ttl, owner=owner
-                    )
-                return rows.metadata(conversation_id, values)
-            return AGAIN
-
-        result: ConversationMetadata = self._until_done(conversation_id, now, attempt)
-        return result
+        params.update(ttl=ttl, expires=rows.expires_at(now, ttl), touch=touch)
+        ((status, *values),) = self.fetch(sql.PG_APPEND, params)
+        if status == "refused":
+            raise mismatch(conversation_id)
+        return rows.metadata(conversation_id, values)
 
     def _replaced(
         self,
