@@ -477,6 +477,25 @@ CUT_POSITION = (
 )
 DROP_FROM = "DELETE FROM {msg} WHERE conversation_id = %(id)s AND position >= %(position)s"
 
+#: SQLite's append to a live conversation of the caller: positions from the row, in one INSERT.
+SQLITE_APPEND = (
+    "INSERT INTO {msg} (conversation_id, position, message_id, document) "
+    "SELECT c.id, c.next_position + v.column1, v.column2, v.column3 "
+    "FROM {conv} c, (VALUES {rows}) AS v "
+    "WHERE c.namespace = %s AND c.conversation_id = %s "
+    "AND (c.expires_at IS NULL OR c.expires_at > %s) AND (%s IS NULL OR c.owner = %s) "
+    "ON CONFLICT (conversation_id, message_id) DO NOTHING"
+)
+#: … and its counters, handing back the metadata.
+SQLITE_APPEND_COUNT = (
+    "UPDATE {conv} SET message_count = message_count + %(added)s, "
+    "next_position = next_position + %(n)s, "
+    "updated_at = CASE WHEN %(touch)s THEN %(now)s ELSE updated_at END, "
+    "expires_at = CASE WHEN %(touch)s THEN %(now)s + ttl * 1000 ELSE expires_at END "
+    "WHERE namespace = %(ns)s AND conversation_id = %(cid)s "
+    "RETURNING created_at, updated_at, ttl, owner, message_count, metadata"
+)
+
 #: Multi-row inserts that skip ids the conversation already holds.
 SQLITE_INSERT = (
     "INSERT INTO {msg} (conversation_id, position, message_id, document) VALUES {rows} "
