@@ -142,7 +142,6 @@ def mysql_load(*, live: bool, owner: bool, last: int | None) -> str:
 # -- PostgreSQL writes: one statement each ------------------------------------------------------
 
 _PG_OWNER_OK = "(%(owner)s::text IS NULL OR {a}.owner = %(owner)s)"
-_PG_REFUSED = "({a}.live AND %(owner)s::text IS NOT NULL AND {a}.owner IS DISTINCT FROM %(owner)s)"
 
 #: The conversation row, locked (its newest version), with the version the snapshot saw.
 _PG_LOCK = """
