@@ -46,6 +46,7 @@ Fault injection (``route`` is a route name or a prefix such as ``"rows."``;
 ``method`` an HTTP method; both optional; each fault fires ``times`` times)::
 
     server.rate_limit(times=1, retry_after=2)      # 429 + Retry-After (seconds; None = no header)
+    server.fail(status=503, route="rows.query", nth=3)  # only the 3rd matching request
     server.fail(times=1, status=500)               # 500 {"detail", "message"}; any status works
     server.fail(status=503, after_commit=True)     # do the work, then answer 503
     server.fail(status=200, body=b"<html>")        # a raw (malformed) reply
@@ -54,6 +55,13 @@ Fault injection (``route`` is a route name or a prefix such as ``"rows."``;
     server.delay(0.5, times=1, route="rows.insert")  # one slow request (the work still happens)
     server.set_latency(0.05)                       # every request sleeps first (outside the lock)
     server.clear_faults()
+
+Every fault takes ``nth`` (fire on the nth matching request, letting earlier ones
+through) and, except ``delay``, ``after_commit`` (answer after doing the work).
+
+Indexes: a table created with ``schema={"indexes": [...]}`` answers queries
+from hash indexes (``"field"``) and ordered ones (``["field", "number field"]``)
+instead of scanning every row (see :mod:`tests.servers.zerodb_index`).
 
 Counters: ``server.request_count`` (all requests), ``server.route_counts()``
 (``{route: n}``), ``server.connection_count`` (TCP connections accepted:
@@ -97,6 +105,7 @@ from .zerodb_filters import (
     sort_rows,
     validation_error,
 )
+from .zerodb_index import TableIndex
 
 MAX_LIMIT = 1000
 LARGE_OPERATION = 100
@@ -120,6 +129,7 @@ class _Fault:
     method: str | None = None
     body: bytes | None = None
     seconds: float = 0.0
+    skip: int = 0
 
     def applies(self, route: str, method: str) -> bool:
         if self.route is not None and not (
@@ -138,6 +148,40 @@ class _Table:
     created_at: str
     updated_at: str
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    index: TableIndex = field(default_factory=lambda: TableIndex(None))
+    order: dict[str, int] = field(default_factory=dict)
+    inserted: int = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Store a new row and index it."""
+        self.inserted += 1
+        self.rows[row["row_id"]] = row
+        self.order[row["row_id"]] = self.inserted
+        self.index.add(row["row_id"], self.inserted, row["row_data"])
+
+    def discard(self, row_id: str) -> None:
+        """Delete a row and unindex it."""
+        row = self.rows.pop(row_id)
+        self.index.remove(row_id, self.order.pop(row_id), row["row_data"])
+
+    def change(self, row: dict[str, Any], data: dict[str, Any]) -> None:
+        """Replace a row's data, keeping the indexes right."""
+        order = self.order[row["row_id"]]
+        self.index.remove(row["row_id"], order, row["row_data"])
+        row["row_data"] = data
+        self.index.add(row["row_id"], order, data)
+
+    def matching(self, filter_: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows ``filter_`` matches, in insertion order (an index picks candidates)."""
+        candidates = self.index.candidates(filter_)
+        if candidates is None:
+            rows: Any = self.rows.values()
+        else:
+            rows = sorted(
+                (self.rows[row_id] for row_id in candidates if row_id in self.rows),
+                key=lambda row: self.order[row["row_id"]],
+            )
+        return [row for row in rows if matches(row["row_data"], filter_)]
 
 
 @dataclass
@@ -236,6 +280,9 @@ class ZeroDBApp:
     def _take_fault(self, route: str, method: str) -> _Fault | None:
         for fault in self.faults:
             if fault.times > 0 and fault.applies(route, method):
+                if fault.skip:
+                    fault.skip -= 1
+                    continue
                 fault.times -= 1
                 return fault
         return None
@@ -450,13 +497,15 @@ class ZeroDBApp:
                 self.options["duplicate_table_status"], f"Table '{name}' already exists"
             )
         now = _now_iso()
+        schema = body.get("schema")
         table = _Table(
             name=name,
             table_id=str(uuid.uuid4()),
             description=str(body.get("description") or ""),
-            schema=body.get("schema"),
+            schema=schema,
             created_at=now,
             updated_at=now,
+            index=TableIndex(schema.get("indexes") if isinstance(schema, dict) else None),
         )
         self.tables[name] = table
         return self.options["create_table_status"], self._table_json(table), {}
@@ -491,7 +540,7 @@ class ZeroDBApp:
             "created_at": now,
             "updated_at": now,
         }
-        table.rows[row["row_id"]] = row
+        table.add(row)
         return self.options["insert_status"], self._envelope(table, row), {}
 
     def _list_rows(self, name: str, *, body: Any, query: dict[str, str]) -> Any:
@@ -510,7 +559,7 @@ class ZeroDBApp:
         sort = check_sort(body.get("sort"))
         skip = self._int(body.get("skip"), "skip", 0, 0, None)
         limit = self._int(body.get("limit"), "limit", 100, 1, MAX_LIMIT)
-        found = [r for r in table.rows.values() if matches(r["row_data"], filter_)]
+        found = table.matching(filter_)
         if sort:
             found = sort_rows(found, sort, lambda r: {**r, **r["row_data"]})
         page = [self._envelope(table, r) for r in found[skip : skip + limit]]
@@ -546,14 +595,14 @@ class ZeroDBApp:
         body = self._object_body(body)
         if not isinstance(body.get("row_data"), dict):
             raise validation_error(["body", "row_data"], "Field required", "missing")
-        row["row_data"] = copy.deepcopy(body["row_data"])
+        table.change(row, copy.deepcopy(body["row_data"]))
         row["updated_at"] = _now_iso()
         return 200, self._envelope(table, row), {}
 
     def _delete_row(self, name: str, row_id: str, *, body: Any, query: dict[str, str]) -> Any:
         table = self._table(name)
         self._row(table, row_id)
-        del table.rows[row_id]
+        table.discard(row_id)
         status = self.options["delete_status"]
         return status, (None if status == 204 else {"success": True, "row_id": row_id}), {}
 
@@ -563,7 +612,7 @@ class ZeroDBApp:
         filter_ = self._filter_from(body)
         if not filter_:
             raise ApiError(400, "A non-empty filter is required for bulk operations")
-        found = [r for r in table.rows.values() if matches(r["row_data"], filter_)]
+        found = table.matching(filter_)
         if len(found) > LARGE_OPERATION and not body.get("confirm_large_operation"):
             raise ApiError(
                 400,
@@ -586,7 +635,7 @@ class ZeroDBApp:
         now = _now_iso()
         for row, data in staged:
             if data != row["row_data"]:
-                row["row_data"] = data
+                table.change(row, data)
                 row["updated_at"] = now
         return (
             200,
@@ -606,7 +655,7 @@ class ZeroDBApp:
         table = self._table(name)
         filter_, found = self._bulk_targets(table, self._object_body(body))
         for row in found:
-            del table.rows[row["row_id"]]
+            table.discard(row["row_id"])
         return (
             200,
             {
@@ -816,8 +865,10 @@ class ZeroDBServer:
         detail: str | None = None,
         after_commit: bool = False,
         body: bytes | None = None,
+        nth: int = 1,
     ) -> None:
-        """Answer the next ``times`` matching requests with ``status`` (and raw ``body``)."""
+        """Answer ``times`` matching requests with ``status`` (and raw ``body``), starting
+        with the ``nth`` matching one (earlier ones pass untouched)."""
         self._add_fault(
             _Fault(
                 "status",
@@ -829,6 +880,7 @@ class ZeroDBServer:
                 route=route,
                 method=method,
                 body=body,
+                skip=nth - 1,
             )
         )
 
@@ -839,9 +891,19 @@ class ZeroDBServer:
         *,
         route: str | None = None,
         method: str | None = None,
+        after_commit: bool = False,
+        nth: int = 1,
     ) -> None:
-        """Answer the next ``times`` matching requests with 429 and ``Retry-After``."""
-        self.fail(times, 429, route=route, method=method, retry_after=retry_after)
+        """Answer ``times`` matching requests with 429 and ``Retry-After`` (from the ``nth``)."""
+        self.fail(
+            times,
+            429,
+            route=route,
+            method=method,
+            retry_after=retry_after,
+            after_commit=after_commit,
+            nth=nth,
+        )
 
     def drop(
         self,
@@ -850,10 +912,14 @@ class ZeroDBServer:
         route: str | None = None,
         method: str | None = None,
         after_commit: bool = True,
+        nth: int = 1,
     ) -> None:
-        """Close the connection without a reply, after (default) or before doing the work."""
+        """Close the connection without a reply, after (default) or before doing the work
+        (from the ``nth`` matching request on)."""
         self._add_fault(
-            _Fault("drop", times, after_commit=after_commit, route=route, method=method)
+            _Fault(
+                "drop", times, after_commit=after_commit, route=route, method=method, skip=nth - 1
+            )
         )
 
     def delay(
@@ -863,9 +929,12 @@ class ZeroDBServer:
         *,
         route: str | None = None,
         method: str | None = None,
+        nth: int = 1,
     ) -> None:
-        """Delay the next ``times`` matching requests by ``seconds`` (then do the work)."""
-        self._add_fault(_Fault("delay", times, seconds=seconds, route=route, method=method))
+        """Delay ``times`` matching requests by ``seconds`` (then work), from the ``nth``."""
+        self._add_fault(
+            _Fault("delay", times, seconds=seconds, route=route, method=method, skip=nth - 1)
+        )
 
     def set_latency(self, seconds: float) -> None:
         """Delay every request by ``seconds`` (0 turns it off)."""
@@ -958,12 +1027,14 @@ class ZeroDBServer:
                 raise KeyError(table)
             now = _now_iso()
             row_id = str(uuid.uuid4())
-            found.rows[row_id] = {
-                "row_id": row_id,
-                "row_data": copy.deepcopy(row_data),
-                "created_at": now,
-                "updated_at": now,
-            }
+            found.add(
+                {
+                    "row_id": row_id,
+                    "row_data": copy.deepcopy(row_data),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             return row_id
 
     def reset(self) -> None:

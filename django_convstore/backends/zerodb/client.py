@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from ..exceptions import BackendAuthError, BackendError, BackendUnavailableError
+from ... import codec
+from ...exceptions import BackendAuthError, BackendError, BackendUnavailableError
 
 if TYPE_CHECKING:
     import requests
@@ -98,8 +99,12 @@ def matches_filter(data: Mapping[str, Any], filter_: Mapping[str, Any]) -> bool:
 def _operator_holds(value: Any, op: str, argument: Any) -> bool:
     if op == "$in":
         return value in argument
+    if op == "$nin":
+        return value not in argument
     if op == "$eq":
         return bool(value == argument)
+    if op == "$ne":
+        return bool(value != argument)
     numbers = isinstance(value, int | float) and isinstance(argument, int | float)
     strings = isinstance(value, str) and isinstance(argument, str)
     if not (numbers or strings):
@@ -286,7 +291,12 @@ class ZeroDBClient:
             ambiguous = False
             try:
                 response = self.session.request(
-                    method, url, json=body, params=params, timeout=self.timeout
+                    method,
+                    url,
+                    data=None if body is None else codec.encode(body),
+                    headers=_JSON if body is not None else None,
+                    params=params,
+                    timeout=self.timeout,
                 )
             except (
                 requests.ConnectionError,
@@ -332,16 +342,16 @@ class ZeroDBClient:
     @staticmethod
     def _payload(response: requests.Response) -> Any:
         try:
-            return response.json()
-        except ValueError:
+            return codec.decode(response.content)
+        except codec.DecodeError:
             return None
 
     def _decode(self, response: requests.Response, what: str) -> Any:
         if not response.content or not response.content.strip():
             return {}
         try:
-            return response.json()
-        except ValueError as exc:
+            return codec.decode(response.content)
+        except codec.DecodeError as exc:
             raise self.malformed(what, f"not JSON ({response.text[:80]!r})") from exc
 
     # -- tables ----------------------------------------------------------------------------
@@ -586,6 +596,7 @@ class ZeroDBClient:
         return True
 
 
+_JSON = {"Content-Type": "application/json"}
 _ENVELOPE_KEYS = frozenset(
     {"row_id", "id", "_id", "project_id", "table_id", "table_name", "created_at", "updated_at"}
 )
