@@ -21,7 +21,8 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from .zerodb_filters import MISSING, get_path
@@ -40,6 +41,10 @@ def index_key(value: Any) -> tuple[Any, ...]:
     if isinstance(value, str):
         return ("s", value)
     return ("j", json.dumps(value, sort_keys=True))
+
+
+def _union(sets: list[set[str]]) -> set[str]:
+    return sets[0] if len(sets) == 1 else set().union(*sets)
 
 
 def _number(value: Any) -> bool:
@@ -103,27 +108,30 @@ class TableIndex:
                     del buckets[key]
 
     def candidates(self, filter_: Mapping[str, Any]) -> Iterable[str] | None:
-        """Row ids that may match ``filter_`` (a superset), or None to scan the table."""
-        best: set[str] | list[str] | None = None
+        """Row ids that may match ``filter_`` (a superset), or None to scan the table.
+
+        Of the usable indexes, the one with the fewest candidates is used (sizes
+        are estimated before anything is copied, so a large bucket costs nothing).
+        """
+        best_size: int | None = None
+        best: Callable[[], Iterable[str]] | None = None
         for field, buckets in self.hashed.items():
-            wanted = _wanted(filter_.get(field, MISSING)) if field in filter_ else None
+            wanted = _wanted(filter_[field]) if field in filter_ else None
             if wanted is None:
                 continue
-            found: set[str] = set()
-            for value in wanted:
-                found |= buckets.get(index_key(value), set())
-            if best is None or len(found) < len(best):
-                best = found
-        for (field, by), buckets in self.ordered.items():
+            chosen = [buckets.get(index_key(value), set()) for value in wanted]
+            size = sum(map(len, chosen))
+            if best_size is None or size < best_size:
+                best_size, best = size, partial(_union, chosen)
+        for (field, by), ordered in self.ordered.items():
             wanted = _wanted(filter_[field]) if field in filter_ else None
             condition = filter_.get(by)
             if wanted is None or len(wanted) != 1 or not isinstance(condition, Mapping):
                 continue
-            bucket = buckets.get(index_key(wanted[0]), [])
-            found_ordered = self._slice(bucket, condition)
-            if found_ordered is not None and (best is None or len(found_ordered) < len(best)):
-                best = found_ordered
-        return best
+            found = self._slice(ordered.get(index_key(wanted[0]), []), condition)
+            if found is not None and (best_size is None or len(found) < best_size):
+                best_size, best = len(found), partial(list, found)
+        return None if best is None else best()
 
     @staticmethod
     def _slice(

@@ -69,7 +69,8 @@ sequential requests over one keep-alive connection count 1),
 ``server.reset_counters()``, and ``with server.counting() as tally: ...``
 then ``tally.requests``, ``tally.routes``, ``tally.connections``,
 ``tally.request_bytes`` and ``tally.response_bytes`` (body bytes; the deltas
-while the block ran).
+while the block ran) and ``tally.sequence`` (``(route, method)`` of each request,
+in order).
 
 State: ``server.rows(table)`` (row envelopes, insertion order),
 ``server.table_names()``, ``server.insert_row(table, row_data)`` (bypasses
@@ -193,6 +194,8 @@ class Tally:
     connections: int = 0
     request_bytes: int = 0
     response_bytes: int = 0
+    #: ``(route, method)`` of every request, in the order they arrived.
+    sequence: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _now_iso() -> str:
@@ -222,6 +225,8 @@ class ZeroDBApp:
         self.tables: dict[str, _Table] = {}
         self.faults: list[_Fault] = []
         self.routes: Counter[str] = Counter()
+        self.journal: list[tuple[str, str]] = []
+        self.journal_start = 0  # how many entries were trimmed from the front
         self.requests = 0
         self.request_bytes = 0
         self.response_bytes = 0
@@ -242,6 +247,10 @@ class ZeroDBApp:
         with self.lock:
             self.requests += 1
             self.routes[route] += 1
+            self.journal.append((route, method))
+            if len(self.journal) > 200_000:
+                del self.journal[:100_000]
+                self.journal_start += 100_000
             self.request_bytes += int(environ.get("CONTENT_LENGTH") or 0)
             fault = self._take_fault(route, method)
         latency = float(self.options["latency"] or 0)
@@ -985,6 +994,8 @@ class ZeroDBServer:
             self.app.requests = 0
             self.app.request_bytes = self.app.response_bytes = 0
             self.app.routes.clear()
+            self.app.journal_start += len(self.app.journal)
+            self.app.journal.clear()
         with self._lock:
             self._connections = 0
 
@@ -995,6 +1006,7 @@ class ZeroDBServer:
         with self.app.lock:
             requests, routes = self.app.requests, Counter(self.app.routes)
             sent, received = self.app.request_bytes, self.app.response_bytes
+            start = self.app.journal_start + len(self.app.journal)
         connections = self.connection_count
         try:
             yield tally
@@ -1004,6 +1016,7 @@ class ZeroDBServer:
                 tally.routes = {k: v for k, v in (self.app.routes - routes).items() if v}
                 tally.request_bytes = self.app.request_bytes - sent
                 tally.response_bytes = self.app.response_bytes - received
+                tally.sequence = self.app.journal[max(0, start - self.app.journal_start) :]
             tally.connections = self.connection_count - connections
 
     # -- state -----------------------------------------------------------------------------

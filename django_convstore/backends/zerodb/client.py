@@ -30,6 +30,7 @@ ignored filter would touch every row, so it is refused instead.
 from __future__ import annotations
 
 import email.utils
+import os
 import random
 import threading
 import time
@@ -197,7 +198,12 @@ class ZeroDBClient:
 
     @property
     def session(self) -> requests.Session:
-        """The store's ``requests.Session`` (one connection pool, reused by every call)."""
+        """The store's ``requests.Session`` (one connection pool, reused by every call).
+
+        The environment's proxy and CA bundle settings are read once, here:
+        ``requests`` would otherwise look them up again on every call, which
+        costs about a third of a request to a nearby server.
+        """
         if self._session is None:
             import requests
 
@@ -209,6 +215,11 @@ class ZeroDBClient:
                     "User-Agent": USER_AGENT,
                 }
             )
+            session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                session.verify = bundle
+            session.trust_env = False
             self._session = session
         return self._session
 
@@ -317,6 +328,7 @@ class ZeroDBClient:
                 detail = _detail(payload, response.text)
                 if status == 429:
                     delay = _retry_after(response.headers.get("Retry-After"))
+                    ambiguous = method != "GET"  # nothing says a rejected write did nothing
                     reason = f"rate limited: HTTP 429 from {what} ({detail})"
                 elif status >= 500:
                     ambiguous = method != "GET"

@@ -487,6 +487,7 @@ class Tables:
                 recheck=partial(self._find, self.message_table, scope),
             )
         bulk.hk, bulk.t = hk, now
+        bulk_ids.put(hk, bulk.txn, tuple(m.id for m in bulk.messages))
 
     def discard_bulk(self, conversation_id: str, bulk: BulkWrite) -> None:
         """Delete a bulk write's uncommitted chunk rows (best effort)."""
