@@ -77,16 +77,68 @@ from .rows import (
 MAX_DELTA = 64
 #: At most this many message ids per ``$in`` filter.
 IDS_PER_QUERY = 500
-#: A write that keeps meeting concurrent changes waits at most this long between tries.
-BACKOFF_CAP = 0.5
-BACKOFF_FIRST = 0.002
-#: ... and raises only after this long (a safety valve, not a contention limit).
+#: A write that lost this many compare-and-sets in a row claims the conversation's turn.
+TURN_AFTER = 6
+#: A write waits this many polls for another write's turn before taking it as abandoned.
+TURN_PATIENCE = 24
+#: Between two tries a write waits a random moment of up to one typical request time.
+BACKOFF_CAP = 1.0
+#: A write raises only after meeting concurrent changes this long (a safety valve against
+#: a bug or a broken service, not a contention limit).
 CONTENTION_DEADLINE = 600.0
 
 
-def backoff(round_: int) -> None:
-    """Sleep a random moment that grows with the number of failed tries."""
-    time.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_FIRST * (2 ** min(round_, 12)))))
+class Contention:
+    """The pace of one write that meets concurrent changes; nobody is left behind.
+
+    Each lost compare-and-set means another write succeeded, so the writers
+    as a whole always progress; between tries a write waits a random moment
+    of up to one typical request time. That alone lets an unlucky write lose
+    again and again (and an exponential backoff makes it worse: its waits grow
+    while fresh writes start with none), so a write that lost
+    :data:`TURN_AFTER` times in a row claims the conversation's *turn* (a
+    compare-and-set of ``turn`` in the header). Writes that see another's turn
+    wait for it, polling the header, instead of competing; the holder's write
+    ends the turn, and so does any write once it has waited
+    :data:`TURN_PATIENCE` polls (the holder stopped writing or died).
+    """
+
+    def __init__(self, tables: Tables, conversation_id: str) -> None:
+        self.tables = tables
+        self.conversation_id = conversation_id
+        self.token = new_token()
+        self.started = time.monotonic()
+        self.rounds = 0
+        self.polls = 0
+        self.waiting_on: str | None = None
+
+    def pause(self, spread: float = 1.0) -> None:
+        """Wait a random moment of up to ``spread`` typical request times (raises after
+        :data:`CONTENTION_DEADLINE`)."""
+        if time.monotonic() - self.started > CONTENTION_DEADLINE:
+            raise self.tables.contention(self.conversation_id)
+        typical = self.tables.client.typical_seconds
+        time.sleep(random.uniform(0, min(BACKOFF_CAP, spread * typical)))
+
+    def lost(self, found: Found) -> Found:
+        """After a lost compare-and-set: pause; after enough losses, claim the turn."""
+        self.rounds += 1
+        self.pause()
+        header = found.current
+        if self.rounds < TURN_AFTER or header is None or header.turn is not None:
+            return found
+        claimed = header.evolve(turn=self.token)
+        fresh = self.tables.cas(header, claimed, keep_turn=True)
+        return Found([claimed], [], found.now) if fresh is None else fresh
+
+    def blocked(self, header: Header) -> bool:
+        """True when another write holds the turn: pause, read the header again, retry."""
+        if header.turn is None or header.turn == self.token:
+            return False
+        if header.turn != self.waiting_on:
+            self.waiting_on, self.polls = header.turn, 0
+        self.polls += 1
+        return self.polls <= TURN_PATIENCE
 
 
 @dataclass
@@ -102,6 +154,11 @@ class Found:
         """The conversation's header: its ``live`` row (expired or not), if any."""
         live = [h for h in self.headers if h.state == LIVE]
         return min(live, key=lambda h: (h.hk, h.row_id)) if live else None
+
+    @property
+    def creators(self) -> list[Header]:
+        """``new`` headers of creators that may still be at work."""
+        return [h for h in self.headers if h.state == NEW and self.now - h.t <= STALE_NEW_MS]
 
     @property
     def legacy_view(self) -> LegacyHeader | None:
@@ -244,8 +301,13 @@ class Tables:
             return Found([cached], [], now_ms()), True
         return self.read(conversation_id), False
 
-    def cas(self, old: Header, new: Header) -> Found | None:
-        """Write ``new`` over ``old`` if ``old`` is still current: None, else the fresh rows."""
+    def cas(self, old: Header, new: Header, *, keep_turn: bool = False) -> Found | None:
+        """Write ``new`` over ``old`` if ``old`` is still current: None, else the fresh rows.
+
+        Every write ends a turn (see :class:`Contention`) unless ``keep_turn``.
+        """
+        if not keep_turn and new.turn is not None:
+            new.turn = None
         before, after = old.to_data(), new.to_data()
         changes = {key: value for key, value in after.items() if before.get(key) != value}
         matched = self.client.bulk_update(
@@ -257,7 +319,7 @@ class Tables:
             found = self.read(old.conversation_id)
             if not any(h.row_id == old.row_id and h.saw(new.rev) for h in found.headers):
                 return found
-            # An earlier attempt of this very update landed (its reply was lost).
+        # An earlier attempt of this very update landed (its reply was lost).
         if new.state == LIVE:
             self.cache.put(new)
         else:
@@ -295,10 +357,13 @@ class Tables:
         """Make the ``new`` header ``header`` the conversation's, unless a rival stands.
 
         Returns the live header when it stands, else None, with the header rows
-        as last read (a rival ``live`` header among them, or none when the
-        creators that met all withdrew and should try again).
+        as last read: a rival ``live`` header among them, or the ``new`` header
+        of an older creator (wait for it), or none (the creators that met
+        withdrew; try again). Of creators that see each other, the one with
+        the oldest header waits for the others to step aside.
         """
         self.insert_header(header)
+        pace = Contention(self, header.conversation_id)
         while True:
             found = self.read(header.conversation_id)
             mine = next((h for h in found.headers if h.hk == header.hk), None)
@@ -309,12 +374,15 @@ class Tables:
                 self.withdraw(mine)
                 return None, found
             stale = [h for h in rivals if mine.t - h.t > STALE_NEW_MS]
-            if len(stale) < len(rivals):
-                self.withdraw(mine)
-                return None, found
             if stale:
                 for rival in stale:
                     self.withdraw(rival)
+                continue
+            if any((h.hk, h.row_id) < (mine.hk, mine.row_id) for h in rivals):
+                self.withdraw(mine)
+                return None, found
+            if rivals:
+                pace.pause()  # the oldest creator: wait until the others stepped aside
                 continue
             live = mine.evolve(state=LIVE)
             if self.cas(mine, live) is None:
@@ -769,20 +837,16 @@ class Tables:
             )
 
 
-def deadline_passed(started: float) -> bool:
-    """True once a write has kept meeting concurrent changes for too long."""
-    return time.monotonic() - started > CONTENTION_DEADLINE
-
-
 __all__ = [
     "BACKOFF_CAP",
     "CONTENTION_DEADLINE",
     "MAX_DELTA",
+    "TURN_AFTER",
+    "TURN_PATIENCE",
     "Attempt",
     "BulkWrite",
+    "Contention",
     "Found",
     "Range",
     "Tables",
-    "backoff",
-    "deadline_passed",
 ]

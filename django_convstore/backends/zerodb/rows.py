@@ -5,7 +5,7 @@ Header table (``TABLE_NAME``), one row per conversation::
     {"v": 2, "namespace", "conversation_id", "hk", "state", "owner", "created_at",
      "updated_at", "ttl", "expires_at", "live_until", "metadata", "message_count",
      "base", "end", "hwm", "gen", "bulk", "bulk_n", "bulk_live", "pend", "bytes",
-     "rev", "revs", "t"}
+     "rev", "revs", "t", "turn"}
 
 * ``hk`` names the header row; every message row carries the ``hk`` of the
   header it belongs to, so rows of a deleted conversation can never show up
@@ -35,6 +35,8 @@ Header table (``TABLE_NAME``), one row per conversation::
 * ``rev`` is a fresh token on every header write: updates are compare-and-set
   on it; ``revs`` remembers the last few so a writer whose reply was lost can
   tell whether its update landed.
+* ``turn``: the token of a write that lost too many compare-and-sets in a
+  row; others let it go first (see ``protocol.Contention``).
 
 Message table (``<TABLE_NAME>_messages``)::
 
@@ -193,6 +195,7 @@ class Header:
     rev: str = field(default_factory=new_token)
     revs: tuple[str, ...] = ()
     t: int = 0
+    turn: str | None = None
     row_id: str = ""
 
     @property
@@ -262,6 +265,7 @@ class Header:
             "rev": self.rev,
             "revs": list(self.revs),
             "t": self.t,
+            "turn": self.turn,
         }
 
     @classmethod
@@ -295,6 +299,7 @@ class Header:
             rev=_str(data, "rev"),
             revs=tuple(_strings(data.get("revs") or [], "revs")),
             t=_int(data, "t", default=0),
+            turn=_opt_str(data, "turn"),
             row_id=row_id,
         )
 

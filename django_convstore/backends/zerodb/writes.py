@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -22,10 +21,13 @@ from ...clock import now_ms
 from ...exceptions import OwnerMismatchError
 from ...types import Conversation, ConversationMetadata, Message
 from .legacy import LegacyHeader
-from .protocol import Attempt, BulkWrite, Found, Range, Tables, backoff, deadline_passed
+from .protocol import Attempt, BulkWrite, Contention, Found, Range, Tables
 from .rows import DELETED, LIVE, NEW, Header, Pend, encode_all, new_hk, new_token
 
 View = Header | LegacyHeader
+#: A write waiting for another's turn reads the header again after up to this many
+#: typical request times.
+POLL_SPREAD = 4.0
 #: What ``fields`` callbacks answer for another owner's live conversation.
 MISMATCH = object()
 
@@ -159,7 +161,7 @@ class Writes:
         basis: Header | None = None
         held: set[str] = set()
         committing = False
-        started, round_ = time.monotonic(), 0
+        pace = Contention(tables, conversation_id)
         ids = [m.id for m in messages]
         try:
             while True:
@@ -169,7 +171,9 @@ class Writes:
                     found, cached = self.upgrade(conversation_id, found), False
                     continue
                 if header is None:
-                    if cached:
+                    if cached or found.creators:
+                        if found.creators:
+                            pace.pause()  # another creator is at work: wait for its header
                         found, cached = tables.read(conversation_id), False
                         continue
                     hk = new_hk(now)
@@ -199,9 +203,8 @@ class Writes:
                     committing = False
                     if live is not None:
                         return live.conversation_metadata()
-                    if view_of(found) is None:
-                        round_ += 1
-                        backoff(round_)
+                    if view_of(found) is None and not found.creators:
+                        pace.pause()  # the creators that met withdrew: try again
                     continue
                 if not header.is_live(now):
                     # Expired: it counts as missing and starts afresh in its header row.
@@ -223,6 +226,10 @@ class Writes:
                         pend=(tables.pend_entry(attempt, start, gen),),
                         bytes=sum(map(len, attempt.encoded)),
                     )
+                    if pace.blocked(header):
+                        pace.pause(POLL_SPREAD)
+                        found, cached = tables.read(conversation_id), False
+                        continue
                     committing = True
                     fresh = tables.cas(header, new)
                     committing = False
@@ -257,16 +264,16 @@ class Writes:
                         bytes=header.bytes + sum(map(len, attempt.encoded)),
                         updated_at=now if update_timestamp else header.updated_at,
                     )
+                    if pace.blocked(header):
+                        pace.pause(POLL_SPREAD)
+                        found, cached = tables.read(conversation_id), False
+                        continue
                     committing = True
                     fresh = tables.cas(header, new)
                     committing = False
                     if fresh is None:
                         return new.conversation_metadata()
-                found, cached = fresh, False
-                round_ += 1
-                if deadline_passed(started):
-                    raise self.tables.contention(conversation_id)
-                backoff(round_)
+                found, cached = pace.lost(fresh), False
         except BaseException:
             if not committing:
                 # Never committed: nobody trusts these rows; delete them now rather than
@@ -296,7 +303,7 @@ class Writes:
         else:
             found, cached = tables.known(conversation_id)
         committing = False
-        started, round_ = time.monotonic(), 0
+        pace = Contention(tables, conversation_id)
         try:
             while True:
                 now = now_ms()
@@ -313,7 +320,9 @@ class Writes:
                         raise mismatch(conversation_id)
                     return None
                 if view is None:
-                    if cached:
+                    if cached or found.creators:
+                        if found.creators:
+                            pace.pause()  # another creator is at work: wait for its header
                         found, cached = tables.read(conversation_id), False
                         continue
                     hk = new_hk(now)
@@ -332,9 +341,8 @@ class Writes:
                     committing = False
                     if established is not None:
                         return established
-                    if view_of(found) is None:
-                        round_ += 1
-                        backoff(round_)
+                    if view_of(found) is None and not found.creators:
+                        pace.pause()  # the creators that met withdrew: try again
                     continue
                 if isinstance(view, LegacyHeader):
                     tables.write_bulk(conversation_id, bulk, view.hkey)
@@ -361,17 +369,17 @@ class Writes:
                         **bulk_fields(header.hwm, bulk),
                         gen=header.gen + 1,
                     )
+                    if pace.blocked(header):
+                        pace.pause(POLL_SPREAD)
+                        found, cached = tables.read(conversation_id), False
+                        continue
                     committing = True
                     fresh = tables.cas(header, new)
                     committing = False
                     if fresh is None:
                         tables.drop_incarnation(header, new.base)
                         return new
-                found, cached = fresh, False
-                round_ += 1
-                if deadline_passed(started):
-                    raise self.tables.contention(conversation_id)
-                backoff(round_)
+                found, cached = pace.lost(fresh), False
         except BaseException:
             if not committing:
                 tables.discard_bulk(conversation_id, bulk)
@@ -465,7 +473,7 @@ class Writes:
         """
         tables = self.tables
         found, cached = tables.known(conversation_id)
-        started, round_ = time.monotonic(), 0
+        pace = Contention(tables, conversation_id)
         while True:
             now = now_ms()
             header = found.current
@@ -491,15 +499,15 @@ class Writes:
                 bytes=max(0, header.bytes - sum(got.sizes)),
                 updated_at=now,
             )
+            if pace.blocked(header):
+                pace.pause(POLL_SPREAD)
+                found, cached = tables.read(conversation_id), False
+                continue
             fresh = tables.cas(header, new)
             if fresh is None:
                 tables.drop_positions(header, got.rows, start)
                 return header, new, got
-            found, cached = fresh, False
-            round_ += 1
-            if deadline_passed(started):
-                raise self.tables.contention(conversation_id)
-            backoff(round_)
+            found, cached = pace.lost(fresh), False
 
     @staticmethod
     def remaining(pend: tuple[Pend, ...], removed: Range) -> tuple[Pend, ...]:
@@ -546,6 +554,7 @@ class Writes:
     def delete(self, conversation_id: str, *, owner: str | None) -> bool:
         tables = self.tables
         found, cached = tables.known(conversation_id)
+        pace = Contention(tables, conversation_id)
         while True:
             now = now_ms()
             header = found.current
@@ -560,11 +569,15 @@ class Writes:
                 return False
             if header is None:
                 return self.delete_legacy(conversation_id, found)
+            if pace.blocked(header):
+                pace.pause(POLL_SPREAD)
+                found, cached = tables.read(conversation_id), False
+                continue
             fresh = tables.cas(header, header.evolve(state=DELETED))
             if fresh is None:
                 tables.forget(partial(tables.delete_everything, header))
                 return True
-            found, cached = fresh, False
+            found, cached = pace.lost(fresh), False
 
     def delete_legacy(self, conversation_id: str, found: Found) -> bool:
         """Delete a 0.1 conversation: its header rows (each only if unchanged), then its rows."""
@@ -590,7 +603,7 @@ class Writes:
         """Compare-and-set the live header to ``change(current, now)``; None when missing."""
         tables = self.tables
         found, cached = tables.known(conversation_id)
-        started, round_ = time.monotonic(), 0
+        pace = Contention(tables, conversation_id)
         while True:
             now = now_ms()
             header = found.current
@@ -602,15 +615,15 @@ class Writes:
                     found, cached = tables.read(conversation_id), False
                     continue
                 return None
+            if pace.blocked(header):
+                pace.pause(POLL_SPREAD)
+                found, cached = tables.read(conversation_id), False
+                continue
             new = change(header, now)
             fresh = tables.cas(header, new)
             if fresh is None:
                 return new
-            found, cached = fresh, False
-            round_ += 1
-            if deadline_passed(started):
-                raise self.tables.contention(conversation_id)
-            backoff(round_)
+            found, cached = pace.lost(fresh), False
 
     def set_ttl(self, conversation_id: str, ttl: int | None, *, owner: str | None) -> bool:
         changed = self.change(
