@@ -105,7 +105,7 @@ def fresh_store(server: ZeroDBServer) -> ZeroDBStore:
 
 def contents(store: ZeroDBStore) -> list[str] | None:
     loaded = store.load("c")
-    return None if loaded is None else [msg.content for msg in loaded.messages]
+    return None if loaded is None else [msg.text() for msg in loaded.messages]
 
 
 def assert_consistent(store: ZeroDBStore) -> None:

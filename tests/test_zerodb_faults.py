@@ -78,7 +78,7 @@ def own_rows(server: ZeroDBServer, store: ZeroDBStore, table: str) -> list[dict[
 def contents(store: ZeroDBStore, cid: str) -> list[str]:
     loaded = store.load(cid)
     assert loaded is not None
-    return [m.content for m in loaded.messages]
+    return [m.text() for m in loaded.messages]
 
 
 # -- recovery ---------------------------------------------------------------------------------

@@ -80,10 +80,10 @@ class TableIndex:
         """Index a row (``order``: its insertion number)."""
         for field, buckets in self.hashed.items():
             buckets.setdefault(index_key(get_path(data, field)), set()).add(row_id)
-        for (field, by), buckets in self.ordered.items():
+        for (field, by), ordered in self.ordered.items():
             value = get_path(data, by)
             if _number(value) and not math.isnan(value):
-                bucket = buckets.setdefault(index_key(get_path(data, field)), [])
+                bucket = ordered.setdefault(index_key(get_path(data, field)), [])
                 bisect.insort(bucket, (value, order, row_id))
 
     def remove(self, row_id: str, order: int, data: Mapping[str, Any]) -> None:
@@ -95,17 +95,17 @@ class TableIndex:
                 members.discard(row_id)
                 if not members:
                     del buckets[key]
-        for (field, by), buckets in self.ordered.items():
+        for (field, by), ordered in self.ordered.items():
             value = get_path(data, by)
             key = index_key(get_path(data, field))
-            bucket = buckets.get(key)
+            bucket = ordered.get(key)
             if bucket is None or not _number(value):
                 continue
             at = bisect.bisect_left(bucket, (value, order, row_id))
             if at < len(bucket) and bucket[at] == (value, order, row_id):
                 del bucket[at]
                 if not bucket:
-                    del buckets[key]
+                    del ordered[key]
 
     def candidates(self, filter_: Mapping[str, Any]) -> Iterable[str] | None:
         """Row ids that may match ``filter_`` (a superset), or None to scan the table.
