@@ -58,6 +58,7 @@ from .rows import (
     LIVE,
     NEW,
     PEND_IDS,
+    PEND_LIMIT,
     PEND_MAX,
     PEND_STAMP,
     PENDING_GRACE_MS,
@@ -83,6 +84,8 @@ TURN_AFTER = 6
 TURN_PATIENCE = 24
 #: Between two tries a write waits a random moment of up to one typical request time.
 BACKOFF_CAP = 1.0
+#: After a lost compare-and-set a store counts as contended for this many seconds.
+CONTENDED_FOR = 1.0
 #: A write raises only after meeting concurrent changes this long (a safety valve against
 #: a bug or a broken service, not a contention limit).
 CONTENTION_DEADLINE = 600.0
@@ -169,6 +172,21 @@ class Found:
         return view
 
 
+View = Header | LegacyHeader
+
+
+def view_of(found: Found) -> View | None:
+    """The conversation's header (format 2), or its 0.1 view, or None."""
+    return found.current or found.legacy_view
+
+
+def visible(view: View | None, owner: str | None, now: int, include_expired: bool) -> bool:
+    """True when ``view`` exists for ``owner`` (None: anyone) and, unless asked, is live."""
+    if view is None or (owner is not None and view.owner != owner):
+        return False
+    return include_expired or view.is_live(now)
+
+
 @dataclass
 class Attempt:
     """The rows one append wrote, not yet committed: where, and with what."""
@@ -233,6 +251,9 @@ class Tables:
         self.header_table = header_table
         self.message_table = message_table
         self.cache = cache
+        #: Until when this store counts as contended (it lost a compare-and-set recently):
+        #: its writes then leave stamping to quieter moments.
+        self.contended_until = 0.0
 
     @property
     def client(self) -> ZeroDBClient:
@@ -318,8 +339,9 @@ class Tables:
         if not matched:
             found = self.read(old.conversation_id)
             if not any(h.row_id == old.row_id and h.saw(new.rev) for h in found.headers):
+                self.contended_until = time.monotonic() + CONTENDED_FOR
                 return found
-        # An earlier attempt of this very update landed (its reply was lost).
+            # Else an earlier attempt of this very update landed (its reply was lost).
         if new.state == LIVE:
             self.cache.put(new)
         else:
@@ -498,11 +520,14 @@ class Tables:
         return Pend(attempt.txn, len(attempt.messages), pos - attempt.pos, gen, ids)
 
     def with_entry(self, header: Header, entry: Pend) -> tuple[Pend, ...]:
-        """``header.pend`` plus ``entry``; stamps the oldest entries first when full."""
+        """``header.pend`` plus ``entry``; stamps the oldest entries first when full (see
+        :data:`~.rows.PEND_MAX`; under contention only at :data:`~.rows.PEND_LIMIT`)."""
         pend = header.pend
-        if len(pend) + 1 > PEND_MAX:
-            self.stamp(header, pend[:PEND_STAMP])
-            pend = pend[PEND_STAMP:]
+        contended = time.monotonic() < self.contended_until
+        if len(pend) + 1 > (PEND_LIMIT if contended else PEND_MAX):
+            drop = len(pend) + 1 - PEND_MAX + PEND_STAMP
+            self.stamp(header, pend[:drop])
+            pend = pend[drop:]
         return (*pend, entry)
 
     def stamp(self, header: Header, entries: Sequence[Pend]) -> None:
@@ -849,4 +874,7 @@ __all__ = [
     "Found",
     "Range",
     "Tables",
+    "View",
+    "view_of",
+    "visible",
 ]

@@ -16,9 +16,8 @@ from ...types import Conversation, Page, StoreStats
 from ..base import remaining_ttl
 from .legacy import LegacyHeader
 from .legacy import resolve as resolve_legacy
-from .protocol import Tables
+from .protocol import Tables, View, view_of, visible
 from .rows import LIVE, Header
-from .writes import View, view_of, visible
 
 #: How often a read starts again when rows vanished under it (a concurrent removal).
 READ_ATTEMPTS = 8

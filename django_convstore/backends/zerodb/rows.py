@@ -69,10 +69,13 @@ NEVER = 9_999_999_999_999
 NEW, LIVE, DELETED, WITHDRAWN = "new", "live", "deleted", "withdrawn"
 #: How many recent revisions a header remembers (to tell whether a lost update landed).
 REV_HISTORY = 16
-#: ``pend`` holds at most this many entries; a write that would exceed it stamps the
-#: oldest :data:`PEND_STAMP` entries first.
+#: ``pend`` holds this many entries; a write that would exceed it stamps the oldest
+#: :data:`PEND_STAMP` entries first, on its first try. A write that already lost a
+#: compare-and-set leaves that to others (its stamps may be wasted again) until ``pend``
+#: reaches :data:`PEND_LIMIT`.
 PEND_MAX = 16
 PEND_STAMP = 8
+PEND_LIMIT = 64
 #: An entry keeps its message ids when it has at most this many.
 PEND_IDS = 16
 #: A bulk write is stored in chunks of at most this many messages / bytes.
@@ -502,6 +505,7 @@ __all__ = [
     "NEW",
     "PENDING_GRACE_MS",
     "PEND_IDS",
+    "PEND_LIMIT",
     "PEND_MAX",
     "PEND_STAMP",
     "STALE_NEW_MS",

@@ -21,10 +21,19 @@ from ...clock import now_ms
 from ...exceptions import OwnerMismatchError
 from ...types import Conversation, ConversationMetadata, Message
 from .legacy import LegacyHeader
-from .protocol import Attempt, BulkWrite, Contention, Found, Range, Tables
+from .protocol import (
+    Attempt,
+    BulkWrite,
+    Contention,
+    Found,
+    Range,
+    Tables,
+    View,
+    view_of,
+    visible,
+)
 from .rows import DELETED, LIVE, NEW, Header, Pend, encode_all, new_hk, new_token
 
-View = Header | LegacyHeader
 #: A write waiting for another's turn reads the header again after up to this many
 #: typical request times.
 POLL_SPREAD = 4.0
@@ -35,18 +44,6 @@ MISMATCH = object()
 def mismatch(conversation_id: str) -> OwnerMismatchError:
     """The error for a write to another owner's conversation (never naming that owner)."""
     return OwnerMismatchError(f"conversation {conversation_id!r} belongs to another owner.")
-
-
-def view_of(found: Found) -> View | None:
-    """The conversation's header (format 2), or its 0.1 view, or None."""
-    return found.current or found.legacy_view
-
-
-def visible(view: View | None, owner: str | None, now: int, include_expired: bool) -> bool:
-    """True when ``view`` exists for ``owner`` (None: anyone) and, unless asked, is live."""
-    if view is None or (owner is not None and view.owner != owner):
-        return False
-    return include_expired or view.is_live(now)
 
 
 def bulk_fields(base: int, bulk: BulkWrite) -> dict[str, Any]:
@@ -259,7 +256,8 @@ class Writes:
                         end=end,
                         hwm=max(header.hwm, end),
                         pend=tables.with_entry(
-                            header, tables.pend_entry(attempt, header.end, header.gen)
+                            header,
+                            tables.pend_entry(attempt, header.end, header.gen),
                         ),
                         bytes=header.bytes + sum(map(len, attempt.encoded)),
                         updated_at=now if update_timestamp else header.updated_at,
