@@ -669,3 +669,30 @@ def test_wrong_base_url_path_names_the_option(make, server):
     store = make(OPTIONS={"BASE_URL": server.root_url + "/api/v9"})
     with pytest.raises(BackendError, match=r"OPTIONS'\]\['BASE_URL'\]"):
         store.save("c", msgs("a"))
+
+
+def test_async_twins_overlap_in_a_thread_pool(server, make):
+    """``async_thread_sensitive`` is False: concurrent awaits run on several threads."""
+    import asyncio
+    import threading
+
+    store = make()
+    store.save("c", msgs("a"))
+    assert type(store).async_thread_sensitive is False
+    seen: set[int] = set()
+    original = store.client.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        seen.add(threading.get_ident())
+        return original(*args, **kwargs)
+
+    store.client.request = request  # type: ignore[method-assign]
+    server.set_latency(0.05)
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*(store.aload("c") for _ in range(8)))
+
+    loaded = asyncio.run(many())
+    server.set_latency(0)
+    assert all(c.messages[0].content == "a" for c in loaded)
+    assert len(seen) > 1 and threading.get_ident() not in seen
