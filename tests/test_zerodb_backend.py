@@ -696,3 +696,44 @@ def test_async_twins_overlap_in_a_thread_pool(server, make):
     server.set_latency(0)
     assert all(c.messages[0].content == "a" for c in loaded)
     assert len(seen) > 1 and threading.get_ident() not in seen
+
+
+def lose_reply_then_scroll(store: ZeroDBStore, other: ZeroDBStore, monkeypatch) -> None:
+    """The next header compare-and-set lands, its reply is lost, and before the writer
+    looks again 33 other header writes push its revision out of ``revs``."""
+    original = store.client.bulk_update
+    armed = [True]
+
+    def bulk_update(table: str, filter_: Any, update: Any) -> int:
+        matched = original(table, filter_, update)
+        if armed[0] and table == "conversations" and "rev" in filter_:
+            armed[0] = False
+            for i in range(rows.REV_HISTORY + 1):
+                other.update_metadata("c", {"n": i})
+            return 0
+        return matched
+
+    monkeypatch.setattr(store.client, "bulk_update", bulk_update)
+
+
+def test_an_append_whose_reply_was_lost_long_ago_keeps_its_rows(make, monkeypatch):
+    store, other = make(), make()
+    other.namespace = store.namespace
+    other.tables.namespace = store.namespace
+    store.append("c", [{"id": "a", "role": "user", "content": "a"}])
+    lose_reply_then_scroll(store, other, monkeypatch)
+    meta = store.append("c", [{"id": "b", "role": "user", "content": "b"}])
+    assert meta.message_count == 2
+    loaded = other.load("c")
+    assert [m.id for m in loaded.messages] == ["a", "b"] and loaded.metadata.message_count == 2
+
+
+def test_a_save_whose_reply_was_lost_long_ago_keeps_its_chunks(make, monkeypatch):
+    store, other = make(), make()
+    other.namespace = store.namespace
+    other.tables.namespace = store.namespace
+    store.save("c", msgs("old"))
+    lose_reply_then_scroll(store, other, monkeypatch)
+    saved = store.save("c", msgs("new", "er"))
+    assert saved.metadata.message_count == 2
+    assert [m.content for m in other.load("c").messages] == ["new", "er"]

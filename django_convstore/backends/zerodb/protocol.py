@@ -478,14 +478,11 @@ class Tables:
         return True
 
     def discard(self, conversation_id: str, attempt: Attempt | None) -> None:
-        """Delete an attempt's uncommitted rows (best effort)."""
+        """Delete an attempt's uncommitted rows (best effort; stamped rows are committed
+        and always stay)."""
         if attempt is not None:
-            self.forget(
-                lambda: self.client.bulk_delete(
-                    self.message_table,
-                    self.scope(conversation_id, hk=attempt.hk, txn=attempt.txn),
-                )
-            )
+            scope = self.scope(conversation_id, hk=attempt.hk, txn=attempt.txn, c={"$ne": 1})
+            self.forget(partial(self.client.bulk_delete, self.message_table, scope))
 
     def place(
         self,
@@ -545,12 +542,27 @@ class Tables:
                 update,
             )
 
-    def write_bulk(self, conversation_id: str, bulk: BulkWrite, hk: str) -> None:
-        """Write (or move) a bulk write's chunk rows for header ``hk``."""
-        if bulk.hk == hk or not bulk.messages:
+    def write_bulk(
+        self, conversation_id: str, bulk: BulkWrite, hk: str, *, verify: bool = False
+    ) -> None:
+        """Write (or move) a bulk write's chunk rows for header ``hk``.
+
+        ``verify``: make sure rows written earlier are all still there (after a lost
+        compare-and-set: had that write landed after all and been replaced since, its
+        rows were deleted with it); else write them again.
+        """
+        if not bulk.messages:
             bulk.hk = hk
             return
         chunks = split_bulk(bulk.encoded)
+        if bulk.hk == hk:
+            if not verify:
+                return
+            scope = self.scope(conversation_id, hk=hk, txn=bulk.txn)
+            if (self.client.query(self.message_table, scope, limit=1).total or 0) >= len(chunks):
+                return
+            self.discard_bulk(conversation_id, bulk)
+            bulk.hk, bulk.txn = None, new_token()
         if bulk.hk is not None:
             matched = self.client.bulk_update(
                 self.message_table,
@@ -592,12 +604,15 @@ class Tables:
                 )
             )
 
-    def drop_incarnation(self, old: Header, new_base: int) -> None:
-        """Delete what a save/restart replaced: committed rows below ``new_base``, the old
-        bulk write and the old ``pend`` rows (uncommitted rows of writers at work stay)."""
-        cid = old.conversation_id
-        txns = [entry.txn for entry in old.pend]
-        if old.bulk is not None:
+    def drop_incarnation(self, old: Header, new: Header) -> None:
+        """Delete what a save/restart replaced: committed rows below the new ``base``, the
+        old bulk write and the old ``pend`` rows (uncommitted rows of writers at work stay,
+        and so does anything ``new`` names: ``old`` may be this very write, committed by an
+        attempt whose reply was lost)."""
+        cid, new_base = old.conversation_id, new.base
+        keep = {entry.txn for entry in new.pend} | {new.bulk}
+        txns = [entry.txn for entry in old.pend if entry.txn not in keep]
+        if old.bulk is not None and old.bulk not in keep:
             txns.append(old.bulk)
         if txns:
             self.forget(

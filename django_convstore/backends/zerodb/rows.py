@@ -68,7 +68,7 @@ FORMAT_VERSION = 2
 NEVER = 9_999_999_999_999
 NEW, LIVE, DELETED, WITHDRAWN = "new", "live", "deleted", "withdrawn"
 #: How many recent revisions a header remembers (to tell whether a lost update landed).
-REV_HISTORY = 16
+REV_HISTORY = 32
 #: ``pend`` holds this many entries; a write that would exceed it stamps the oldest
 #: :data:`PEND_STAMP` entries first, on its first try. A write that already lost a
 #: compare-and-set leaves that to others (its stamps may be wasted again) until ``pend``

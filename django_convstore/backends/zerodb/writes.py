@@ -203,6 +203,9 @@ class Writes:
                     if view_of(found) is None and not found.creators:
                         pace.pause()  # the creators that met withdrew: try again
                     continue
+                if attempt is not None and attempt.txn in header.pend_map():
+                    # This append's commit landed although its reply was lost.
+                    return header.conversation_metadata()
                 if not header.is_live(now):
                     # Expired: it counts as missing and starts afresh in its header row.
                     start, gen = header.hwm, header.gen + 1
@@ -231,7 +234,7 @@ class Writes:
                     fresh = tables.cas(header, new)
                     committing = False
                     if fresh is None:
-                        tables.drop_incarnation(header, start)
+                        tables.drop_incarnation(header, new)
                         return new.conversation_metadata()
                 else:
                     if owner is not None and header.owner != owner:
@@ -306,6 +309,8 @@ class Writes:
             while True:
                 now = now_ms()
                 header = found.current
+                if header is not None and bulk.messages and header.bulk == bulk.txn:
+                    return header  # this write's commit landed although its reply was lost
                 view = view_of(found)
                 live = view if view is not None and view.is_live(now) else None
                 values = fields(live, now)
@@ -361,7 +366,7 @@ class Writes:
                         return new
                 else:
                     assert header is not None
-                    tables.write_bulk(conversation_id, bulk, header.hk)
+                    tables.write_bulk(conversation_id, bulk, header.hk, verify=pace.rounds > 0)
                     new = header.evolve(
                         **values,
                         **bulk_fields(header.hwm, bulk),
@@ -375,7 +380,7 @@ class Writes:
                     fresh = tables.cas(header, new)
                     committing = False
                     if fresh is None:
-                        tables.drop_incarnation(header, new.base)
+                        tables.drop_incarnation(header, new)
                         return new
                 found, cached = pace.lost(fresh), False
         except BaseException:
