@@ -77,13 +77,13 @@ class StoreBinding:
     """
 
     def __init__(self, store: BaseStore | str, *, owner: str | None, ttl: int | None) -> None:
+        self._instance: BaseStore | None = None
+        self._alias = ""
         if isinstance(store, BaseStore):
-            self._instance: BaseStore | None = store
-            self.alias = store.alias
+            self._instance = store
         elif isinstance(store, str):
             stores[store]  # fail now, naming the alias, when it is not configured
-            self._instance = None
-            self.alias = store
+            self._alias = store
         else:
             raise TypeError(f"store must be a store or an alias, not {type(store).__name__}.")
         self.owner = validation.validate_owner(owner)
@@ -94,7 +94,12 @@ class StoreBinding:
     @property
     def store(self) -> BaseStore:
         """The store to call now."""
-        return self._instance if self._instance is not None else stores[self.alias]
+        return self._instance if self._instance is not None else stores[self._alias]
+
+    @property
+    def alias(self) -> str | None:
+        """The store's alias (None for a store built outside ``settings.CONVSTORE``)."""
+        return self._instance.alias if self._instance is not None else self._alias
 
     def _ttl_differs(self, meta: ConversationMetadata) -> bool:
         return self._wanted_ttl is not _KEEP and meta.ttl != self._wanted_ttl
@@ -188,9 +193,7 @@ class StoreBinding:
             return await store.alist()
         ids: list[str] = []
         while True:
-            page = await store.alist_conversations(
-                owner=self.owner, limit=1000, offset=len(ids)
-            )
+            page = await store.alist_conversations(owner=self.owner, limit=1000, offset=len(ids))
             ids.extend(item.conversation_id for item in page.items)
             if not page.items or len(ids) >= page.total:
                 return list(dict.fromkeys(ids))

@@ -33,9 +33,9 @@ form (a generated id, the text). Each conversion is checked when written: if
 reading it back would not give an equal message (an ``AIMessageChunk`` whose
 ``tool_call_chunks`` disagree with its tool calls, which LangChain's own
 constructor would re-derive), the whole message is kept in
-``metadata["langchain"]`` and rebuilt from it as it was. Values must be JSON (an ``artifact`` object that is
-not is rejected with :class:`~django_convstore.exceptions.InvalidInputError`,
-nothing written).
+``metadata["langchain"]`` and rebuilt from it as it was. Values must be JSON
+(an ``artifact`` object that is not is rejected with
+:class:`~django_convstore.exceptions.InvalidInputError`, nothing written).
 
 Messages written by others (the REST API, another framework) are read by
 role: user → ``HumanMessage``, assistant → ``AIMessage`` (OpenAI-shaped tool
@@ -129,6 +129,20 @@ def _role(message: BaseMessage) -> str:
     return _FALLBACK_ROLE
 
 
+def _text(content: list[Any]) -> str:
+    """The text of content our field cannot keep: its strings and text blocks, joined."""
+    return "".join(
+        item if isinstance(item, str) else item["text"]
+        for item in content
+        if isinstance(item, str)
+        or (
+            isinstance(item, dict)
+            and item.get("type") == "text"
+            and isinstance(item.get("text"), str)
+        )
+    )
+
+
 def _openai_tool_calls(calls: list[Any]) -> list[dict[str, Any]] | None:
     """LangChain tool calls in the OpenAI shape; None when one has no JSON arguments."""
     try:
@@ -193,7 +207,7 @@ def _mapped(message: BaseMessage) -> Message:
     if isinstance(content, str) or is_content_parts(content):
         fields["content"] = content
     else:
-        fields["content"] = str(message.text)
+        fields["content"] = _text(content)
         extras["content"] = content
     message_id = data.pop("id")
     if usable_id(message_id):
@@ -304,8 +318,8 @@ class ConvStoreChatMessageHistory(BaseChatMessageHistory):
         self.conversation_id = validation.validate_conversation_id(conversation_id)
         self.binding = StoreBinding(store, owner=owner, ttl=ttl)
 
-    @property  # type: ignore[override]
-    def messages(self) -> list[BaseMessage]:
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """The history, oldest first (one store read)."""
         return [from_store(m) for m in self.binding.load(self.conversation_id) or []]
 

@@ -47,9 +47,9 @@ Operations and their store calls:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
-from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.base.llms.types import ChatMessage, ContentBlock, MessageRole
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, field_serializer
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
@@ -62,9 +62,9 @@ METADATA_KEY = "llama_index"
 
 _OUR_ROLE = {"chatbot": "assistant", "model": "assistant"}
 _ROLES = frozenset(role.value for role in MessageRole)
+#: The ``block_type`` of every content block this LlamaIndex knows.
 _BLOCK_TYPES = frozenset(
-    ("text", "image", "audio", "video", "document", "cache", "citable", "citation")
-    + ("thinking", "tool_call")
+    block.model_fields["block_type"].default for block in get_args(get_args(ContentBlock)[0])
 )
 _CARRIED_KWARGS = ("tool_call_id", "name")
 
@@ -316,7 +316,7 @@ def _pop_position(idx: int, length: int) -> int:
     """The position ``list.pop(idx)`` removes (``IndexError`` as ``list.pop`` raises it)."""
     position = idx if idx >= 0 else length + idx
     if position < 0:
-        raise IndexError("pop index out of range")
+        raise IndexError("pop index out of range" if length else "pop from empty list")
     return position
 
 

@@ -71,7 +71,12 @@ def memory_store() -> Iterator[BaseStore]:
     store.clear()
 
 
-SIGNAL_NAMES = ("conversation_saved", "messages_appended", "messages_removed", "conversation_deleted")
+SIGNAL_NAMES = (
+    "conversation_saved",
+    "messages_appended",
+    "messages_removed",
+    "conversation_deleted",
+)
 
 
 class SignalLog:

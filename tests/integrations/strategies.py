@@ -49,9 +49,13 @@ LC_BLOCK = (
     | st.fixed_dictionaries(
         {"type": st.just("image_url"), "image_url": st.fixed_dictionaries({"url": TEXT})}
     )
-    | st.fixed_dictionaries({"type": st.sampled_from(["reasoning", "tool_use"])}, optional={"x": JSON})
+    | st.fixed_dictionaries(
+        {"type": st.sampled_from(["reasoning", "tool_use"])}, optional={"x": JSON}
+    )
 )
-LC_CONTENT = TEXT | st.lists(LC_BLOCK, max_size=3) | st.lists(TEXT | LC_BLOCK | JSON_OBJECT, max_size=3)
+LC_CONTENT = (
+    TEXT | st.lists(LC_BLOCK, max_size=3) | st.lists(TEXT | LC_BLOCK | JSON_OBJECT, max_size=3)
+)
 LC_TOOL_CALL = st.fixed_dictionaries(
     {"name": TEXT, "args": JSON_OBJECT, "id": st.none() | SOME_TEXT}
 )
@@ -91,8 +95,19 @@ def langchain_message(draw: st.DrawFn) -> Any:
 
     kind = draw(
         st.sampled_from(
-            ["human", "ai", "system", "developer", "tool", "function", "chat", "ai_chunk"]
-            + ["human_chunk", "tool_chunk", "remove"]
+            [
+                "human",
+                "ai",
+                "system",
+                "developer",
+                "tool",
+                "function",
+                "chat",
+                "ai_chunk",
+                "human_chunk",
+                "tool_chunk",
+                "remove",
+            ]
         )
     )
     ai_fields = {
@@ -157,7 +172,10 @@ def _item(required: dict[str, Any], optional: dict[str, Any] | None = None) -> A
 
 OA_ITEM = st.one_of(
     _item(
-        {"role": st.sampled_from(["user", "assistant", "system", "developer"]), "content": OA_CONTENT},
+        {
+            "role": st.sampled_from(["user", "assistant", "system", "developer"]),
+            "content": OA_CONTENT,
+        },
         {"type": st.just("message"), "id": OA_ITEM_ID, "status": st.just("completed")},
     ),
     _item(

@@ -20,10 +20,6 @@ from django.db import connections
 
 from .worker import add_batches, batch_size, text
 
-pytest.importorskip("langchain_core")
-pytest.importorskip("agents")
-pytest.importorskip("llama_index.core")
-
 WRITERS = 2
 ROUNDS = 60
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +112,7 @@ def _framework_texts(store: Any, framework: str, conversation_id: str) -> list[s
         from .conftest import run
 
         session = ConvStoreSession(conversation_id, store=store)
-        return [item["content"] for item in run(session.get_items)]
+        return [str(dict(item)["content"]) for item in run(session.get_items)]
     from django_convstore.integrations.llama_index import ConvStoreChatStore
 
     chat_store = ConvStoreChatStore(store=store)

@@ -49,7 +49,11 @@ def test_titles_from_every_adapter_sync_and_async(receivers, memory_store):
     from django_convstore.integrations.openai_agents import ConvStoreSession
 
     session = ConvStoreSession(f"t-{uuid.uuid4().hex}", store=memory_store)
-    run(lambda: session.add_items([{"role": "user", "content": [{"type": "input_text", "text": "Hi"}]}]))
+    run(
+        lambda: session.add_items(
+            [{"role": "user", "content": [{"type": "input_text", "text": "Hi"}]}]
+        )
+    )
     chat_store = ConvStoreChatStore(store=memory_store)
     chat_store.set_messages("llama", [ChatMessage(content="x" * 100)])
     titles = {
@@ -67,11 +71,11 @@ def test_a_restored_conversation_keeps_its_metadata(receivers, memory_store):
     assert memory_store.load("c").metadata.metadata == {}
 
 
-def test_the_demo_connects_it_when_django_starts():
+def test_the_demo_connects_it_when_django_starts() -> None:
     probe = (
         "import django; django.setup()\n"
         "from django_convstore.signals import messages_appended\n"
-        "names = [r[1]() .__name__ for r in messages_appended.receivers]\n"
+        "names = [r[1]().__name__ for r in messages_appended.receivers]\n"
         "print('keep_title' in names)\n"
     )
     env: dict[str, Any] = {

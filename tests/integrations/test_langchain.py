@@ -12,12 +12,9 @@ from django.contrib.admin.utils import quote
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-pytest.importorskip("langchain_core")
-
-from langchain_core.chat_history import InMemoryChatMessageHistory  # noqa: E402
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
-from langchain_core.messages import (  # noqa: E402
+from langchain_core.chat_history import InMemoryChatMessageHistory
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import (
     AIMessage,
     ChatMessage,
     FunctionMessage,
@@ -25,19 +22,20 @@ from langchain_core.messages import (  # noqa: E402
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.runnables.history import RunnableWithMessageHistory  # noqa: E402
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.history import RunnableWithMessageHistory
 
-from django_convstore import codec, validation  # noqa: E402
-from django_convstore.exceptions import InvalidInputError, OwnerMismatchError  # noqa: E402
-from django_convstore.integrations.langchain import (  # noqa: E402
+from django_convstore import codec, validation
+from django_convstore.exceptions import InvalidInputError, OwnerMismatchError
+from django_convstore.integrations.langchain import (
     ConvStoreChatMessageHistory,
     from_store,
     to_store,
 )
-from django_convstore.types import Message  # noqa: E402
+from django_convstore.types import Message
 
-from .conftest import run  # noqa: E402
-from .strategies import TEXT, langchain_message  # noqa: E402
+from .conftest import run
+from .strategies import TEXT, langchain_message
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -274,7 +272,7 @@ def test_values_that_are_not_json_are_refused_and_nothing_is_written(memory_stor
         chat.add_messages([HumanMessage("ok"), ToolMessage("x", tool_call_id="c", artifact={1})])
     assert not memory_store.exists(chat.conversation_id)
     with pytest.raises(InvalidInputError):
-        chat.add_messages(["not a message"])  # type: ignore[list-item]
+        chat.add_messages(["not a message"])
 
 
 # -- signals, seen from the adapter ------------------------------------------------------------
@@ -313,7 +311,9 @@ def scripted_model() -> GenericFakeChatModel:
                 AIMessage(
                     "",
                     id="ai-1",
-                    tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}],
+                    tool_calls=[
+                        {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}
+                    ],
                 ),
                 AIMessage("It is sunny in Paris.", id="ai-2"),
             ]
@@ -323,7 +323,7 @@ def scripted_model() -> GenericFakeChatModel:
 
 def converse(get_history: Any) -> None:
     chain = RunnableWithMessageHistory(scripted_model(), get_history)
-    config = {"configurable": {"session_id": "weather-chat"}}
+    config: RunnableConfig = {"configurable": {"session_id": "weather-chat"}}
     chain.invoke("What is the weather in Paris?", config=config)
     tool_answer = [ToolMessage("sunny, 21 °C", tool_call_id="call_1", name="get_weather")]
     run(lambda: chain.ainvoke(tool_answer, config=config))

@@ -12,32 +12,29 @@ from django.contrib.admin.utils import quote
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-pytest.importorskip("llama_index.core")
-
-from llama_index.core.base.llms.types import (  # noqa: E402
+from llama_index.core.base.llms.types import (
     ChatMessage,
     ImageBlock,
     MessageRole,
     TextBlock,
 )
-from llama_index.core.chat_engine import SimpleChatEngine  # noqa: E402
-from llama_index.core.llms import MockLLM  # noqa: E402
-from llama_index.core.memory import ChatMemoryBuffer  # noqa: E402
-from llama_index.core.storage.chat_store import SimpleChatStore  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from llama_index.core.chat_engine import SimpleChatEngine
+from llama_index.core.llms import MockLLM
+from llama_index.core.memory import ChatMemoryBuffer
+from llama_index.core.storage.chat_store import SimpleChatStore
+from pydantic import BaseModel
 
-from django_convstore import codec, validation  # noqa: E402
-from django_convstore.exceptions import OwnerMismatchError  # noqa: E402
-from django_convstore.integrations.llama_index import (  # noqa: E402
+from django_convstore import codec, validation
+from django_convstore.exceptions import OwnerMismatchError
+from django_convstore.integrations.llama_index import (
     ConvStoreChatStore,
     from_store,
     to_store,
 )
-from django_convstore.types import Message  # noqa: E402
+from django_convstore.types import Message
 
-from .conftest import run  # noqa: E402
-from .strategies import llama_index_message  # noqa: E402
+from .conftest import run
+from .strategies import llama_index_message
 
 SETTINGS = settings(
     max_examples=20,
@@ -60,10 +57,19 @@ def test_every_message_round_trips_exactly(message):
 
 def test_fields_carry_what_the_admin_and_the_api_show():
     calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-    asked = to_store(ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": calls}))
-    assert (asked.role, asked.content, asked.tool_calls, asked.metadata) == ("assistant", "", calls, {})
+    asked = to_store(
+        ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": calls})
+    )
+    assert (asked.role, asked.content, asked.tool_calls, asked.metadata) == (
+        "assistant",
+        "",
+        calls,
+        {},
+    )
     answered = to_store(
-        ChatMessage(role="tool", content="42", additional_kwargs={"tool_call_id": "c1", "name": "f"})
+        ChatMessage(
+            role="tool", content="42", additional_kwargs={"tool_call_id": "c1", "name": "f"}
+        )
     )
     assert (answered.role, answered.tool_call_id, answered.name) == ("tool", "c1", "f")
     picture = to_store(
@@ -180,7 +186,12 @@ def test_insert_and_delete_in_the_middle_keep_everything_else(memory_store, sign
     assert [stored[0].id, *(m.id for m in stored[2:])] == [ids[0], ids[2], ids[3]]
     # What each cost: a pop of the tail and an append of it (with or without a message).
     names = signal_log.names()[4:]
-    assert names == ["messages_removed", "messages_appended", "messages_removed", "messages_appended"]
+    assert names == [
+        "messages_removed",
+        "messages_appended",
+        "messages_removed",
+        "messages_appended",
+    ]
     assert [event["count"] for event in signal_log.of("messages_removed")] == [3, 3]
 
 
@@ -295,7 +306,11 @@ def test_memory_and_a_chat_engine_end_to_end(settings, client, django_user_model
     converse(reference)
     history = ours.get_messages("llama-chat")
     assert history == reference.get_messages("llama-chat")
-    assert [m.role.value for m in history] == ["user", "assistant", "assistant", "tool"] + [
+    assert [m.role.value for m in history] == [
+        "user",
+        "assistant",
+        "assistant",
+        "tool",
         "user",
         "assistant",
     ]

@@ -9,19 +9,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool
+from agents.items import ModelResponse
+from agents.memory import Session
+from agents.models.interface import Model
+from agents.usage import Usage
 from django.contrib.admin.utils import quote
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-pytest.importorskip("agents")
-
-from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool  # noqa: E402
-from agents.items import ModelResponse  # noqa: E402
-from agents.memory import Session  # noqa: E402
-from agents.models.interface import Model  # noqa: E402
-from agents.usage import Usage  # noqa: E402
-from openai.types.responses import (  # noqa: E402
+from openai.types.responses import (
     Response,
     ResponseCompletedEvent,
     ResponseFunctionToolCall,
@@ -29,19 +26,19 @@ from openai.types.responses import (  # noqa: E402
     ResponseOutputText,
     ResponseReasoningItem,
 )
-from openai.types.responses.response_reasoning_item import Summary  # noqa: E402
+from openai.types.responses.response_reasoning_item import Summary
 
-from django_convstore import codec, validation  # noqa: E402
-from django_convstore.exceptions import InvalidInputError, OwnerMismatchError  # noqa: E402
-from django_convstore.integrations.openai_agents import (  # noqa: E402
+from django_convstore import codec, validation
+from django_convstore.exceptions import InvalidInputError, OwnerMismatchError
+from django_convstore.integrations.openai_agents import (
     ConvStoreSession,
     from_store,
     to_store,
 )
-from django_convstore.types import Message  # noqa: E402
+from django_convstore.types import Message
 
-from .conftest import run  # noqa: E402
-from .strategies import OA_ITEM  # noqa: E402
+from .conftest import run
+from .strategies import OA_ITEM
 
 SETTINGS = settings(
     max_examples=20,
@@ -104,14 +101,16 @@ def test_fields_carry_what_the_admin_and_the_api_show():
 
 def test_items_that_are_not_dicts_are_refused():
     with pytest.raises(InvalidInputError):
-        to_store("hello")  # type: ignore[arg-type]
+        to_store("hello")
 
 
 def test_messages_other_clients_wrote_are_read_as_items():
     written = Message(
         role="assistant",
         content="",
-        tool_calls=[{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        tool_calls=[
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
     )
     assert from_store(written) == [
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
@@ -171,7 +170,11 @@ def test_the_same_item_twice_is_stored_twice(memory_store):
 
 def test_each_operation_is_one_store_call(memory_store, signal_log):
     chat = session(memory_store, owner="ann")
-    run(lambda: chat.add_items([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]))
+    run(
+        lambda: chat.add_items(
+            [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+        )
+    )
     run(lambda: chat.add_items([]))
     assert run(chat.pop_item) == {"role": "user", "content": "b"}
     run(chat.clear_session)
@@ -240,7 +243,9 @@ def _turns() -> list[list[Any]]:
                 status="completed",
                 type="message",
                 content=[
-                    ResponseOutputText(text="It is sunny in Paris.", type="output_text", annotations=[])
+                    ResponseOutputText(
+                        text="It is sunny in Paris.", type="output_text", annotations=[]
+                    )
                 ],
             )
         ],
@@ -274,7 +279,9 @@ class ScriptedModel(Model):
             tool_choice="auto",
             tools=[],
         )
-        yield ResponseCompletedEvent(type="response.completed", response=response, sequence_number=0)
+        yield ResponseCompletedEvent(
+            type="response.completed", response=response, sequence_number=0
+        )
 
 
 @function_tool
@@ -290,7 +297,9 @@ def converse(chat: Any, *, streamed: bool = False) -> Any:
 
     async def go() -> Any:
         if not streamed:
-            return await Runner.run(agent, "What is the weather in Paris?", session=chat, run_config=config)
+            return await Runner.run(
+                agent, "What is the weather in Paris?", session=chat, run_config=config
+            )
         result = Runner.run_streamed(
             agent, "What is the weather in Paris?", session=chat, run_config=config
         )
@@ -358,5 +367,9 @@ def test_a_run_end_to_end_in_the_admin_and_the_api(settings, client, django_user
     client.force_login(django_user_model.objects.get(username="root"))
     url = reverse("admin:django_convstore_conversation_change", args=[quote("weather-run")])
     page = client.get(url).content.decode()
-    for text in ("What is the weather in Paris?", "sunny in Paris, 21 °C", "It is sunny in Paris."):
+    for text in (
+        "What is the weather in Paris?",
+        "sunny in Paris, 21 °C",
+        "It is sunny in Paris.",
+    ):
         assert text in page

@@ -28,7 +28,9 @@ def text(worker: int, number: int, index: int) -> str:
     return f"{worker}:{number}:{index}"
 
 
-def add_batches(store: Any, framework: str, conversation_id: str, worker: int, rounds: int) -> None:
+def add_batches(
+    store: Any, framework: str, conversation_id: str, worker: int, rounds: int
+) -> None:
     """Add ``rounds`` batches of 1-3 messages to one conversation through an adapter.
 
     LangChain and the Agents SDK add each batch in one call; LlamaIndex has no
@@ -70,7 +72,9 @@ def add_batches(store: Any, framework: str, conversation_id: str, worker: int, r
         chat_store = ConvStoreChatStore(store=store)
         for number in range(rounds):
             for i in range(batch_size(worker, number)):
-                chat_store.add_message(conversation_id, ChatMessage(content=text(worker, number, i)))
+                chat_store.add_message(
+                    conversation_id, ChatMessage(content=text(worker, number, i))
+                )
 
 
 def main(argv: list[str]) -> int:
