@@ -4,13 +4,13 @@ Starts its own Redis and ZeroDB test server (and uses a SQLite file, plus
 PostgreSQL when one answers), measures, and writes
 ``benchmarks/results/latest.md`` and PNG plots next to it. A full run (no
 ``--quick``/``--only``/``--backends``) into the default directory also
-regenerates README's performance block. Parts (``--only``):
+regenerates the performance block of ``docs/performance.md``. Parts (``--only``):
 
 * ``length`` — per-operation latency and requests vs conversation length, every backend;
 * ``scale`` — per-operation latency vs number of conversations (memory, Redis);
 * ``baselines`` — Redis: ours vs the original algorithm, raw redis-py and the peers;
 * ``concurrency`` — several processes appending to one conversation;
-* ``lru``, ``redis``, ``zerodb``, ``database``, ``migrate`` — the per-module
+* ``memory``, ``lru``, ``redis``, ``zerodb``, ``database``, ``migrate`` — the per-module
   benchmarks (``benchmarks/<name>_bench.py``), each with its own targets.
 """
 
@@ -29,6 +29,7 @@ from .section import Section, Table
 
 MATRIX_PARTS = ("length", "scale", "baselines", "concurrency")
 MODULE_PARTS = {
+    "memory": "memory_bench",
     "lru": "lru_bench",
     "redis": "redis_bench",
     "zerodb": "zerodb_bench",
@@ -74,7 +75,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="where to write latest.md and the plots (default: benchmarks/results)",
     )
     parser.add_argument(
-        "--no-readme", action="store_true", help="never touch README.md, even on a full run"
+        "--no-docs",
+        action="store_true",
+        help="never touch docs/performance.md, even on a full run",
     )
     return parser.parse_args(argv)
 
@@ -170,12 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(f"[benchmarks] wrote {path}", file=sys.stderr)
     complete = not (args.quick or args.smoke or args.only or args.backends)
-    if complete and args.output is None and not args.no_readme:
-        block = report.readme_block(sections, info, seconds=seconds)
-        if report.update_readme(block):
-            print("[benchmarks] updated README.md's performance block", file=sys.stderr)
+    if complete and args.output is None and not args.no_docs:
+        block = report.performance_block(sections, info, seconds=seconds)
+        page = report.PERFORMANCE_PAGE.relative_to(report.ROOT)
+        if report.update_performance_page(block):
+            print(f"[benchmarks] updated the performance block of {page}", file=sys.stderr)
         else:
-            print("[benchmarks] README.md has no performance block markers", file=sys.stderr)
+            print(f"[benchmarks] {page} has no performance block markers", file=sys.stderr)
     failed = [s.key for s in sections if s.error]
     if failed:
         print(f"[benchmarks] FAILED parts: {', '.join(failed)}", file=sys.stderr)

@@ -16,6 +16,7 @@ are enforced before, because msgspec would write NaN as ``null``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -36,9 +37,9 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-def encode_message(message: Message) -> bytes:
-    """JSON object of one message (empty metadata and unset optional fields left out)."""
-    return _encoder.encode(message)
+#: JSON object of one message (empty metadata and unset optional fields left out); the
+#: encoder's own method, so hot loops pay no extra call.
+encode_message: Callable[[Message], bytes] = _encoder.encode
 
 
 def encode_messages(messages: list[Message]) -> bytes:

@@ -46,22 +46,21 @@ class AppSettings:
     ``create_store`` in a plain script then get the defaults.
     """
 
-    def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
-
     def __getattr__(self, name: str) -> Any:
+        # Only called for names not cached yet: a read caches the value as an instance
+        # attribute, so later reads (several per store call) cost a plain attribute lookup.
         setting = f"CONVSTORE_{name}"
         if setting not in DEFAULTS:
             raise AttributeError(name)
-        if setting not in self._cache:
-            if not settings.configured:
-                return DEFAULTS[setting]
-            self._cache[setting] = getattr(settings, setting, DEFAULTS[setting])
-        return self._cache[setting]
+        if not settings.configured:
+            return DEFAULTS[setting]
+        value = getattr(settings, setting, DEFAULTS[setting])
+        self.__dict__[name] = value
+        return value
 
     def reload(self) -> None:
         """Forget cached values; the next access re-reads settings."""
-        self._cache.clear()
+        self.__dict__.clear()
 
 
 app_settings = AppSettings()

@@ -57,14 +57,14 @@ def _log_failures(signal_name: str, results: list[tuple[Any, Any]]) -> None:
 
 def send(signal: Signal, name: str, sender: type, **kwargs: Any) -> None:
     """Send ``signal`` robustly: a failing receiver is logged, never raised."""
-    if not signal.has_listeners(sender):
+    if not signal.receivers or not signal.has_listeners(sender):
         return
     _log_failures(name, signal.send_robust(sender, **kwargs))
 
 
 async def asend(signal: Signal, name: str, sender: type, **kwargs: Any) -> None:
     """The async twin of :func:`send` (sync receivers run in a thread, as Django does)."""
-    if not signal.has_listeners(sender):
+    if not signal.receivers or not signal.has_listeners(sender):
         return
     _log_failures(name, await signal.asend_robust(sender, **kwargs))
 

@@ -6,8 +6,8 @@ rule. The REST API uses the same functions, so there is one source of truth.
 
 Messages are checked in two passes. The fast pass builds ``Message`` structs
 with ``msgspec.convert`` (in C) and runs the few rules msgspec cannot express
-in a tight loop; anything it is not sure about goes to the slow pass, which
-walks the input in Python and words every error with the exact field path
+in a tight loop; when anything fails it, the slow pass walks the input in
+Python and words every error with the exact field path
 (``messages.3.metadata.a``). Both passes apply the same rules, so the result
 never depends on which one ran.
 """
@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from .clock import now_ms
 from .conf import app_settings
 from .exceptions import InvalidInputError
+from .ids import new_message_id
 from .types import Conversation, ConversationMetadata, Message
 
 MAX_ID_LENGTH = 255
@@ -62,6 +64,14 @@ def _max_depth() -> int:
 
 def validate_identifier(value: Any, field: str = "conversation_id") -> str:
     """A conversation or message id: ``str``, 1-255 characters, no control characters."""
+    # Printable ASCII has no control characters and no surrogates: the common case, quickly.
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value.isascii()
+        and (value.isprintable())
+    ):
+        return value
     if not isinstance(value, str):
         raise InvalidInputError(field, f"must be a string, not {type(value).__name__}.")
     if not value:
@@ -381,64 +391,130 @@ def validate_message(value: Any, field: str = "message", *, original: bool = Fal
     return Message(**kwargs)
 
 
-_MESSAGE_LIST = list[Message]
-
-
-def _fast_message(source: Any, message: Message, roles: frozenset[str], depth: int) -> bool:
-    """Finish a message built by ``msgspec.convert`` from ``source``; False to go the slow way.
-
-    msgspec already checked the types (str, int, dict with str keys, lists of
-    dicts or None) and built fresh top-level containers; what is left are the
-    rules it cannot express, and copies of nested JSON.
-    """
-    if type(source) is not dict or not source.keys() <= MESSAGE_FIELDS:
+def _is_plain(value: Any, depth: int) -> bool:
+    """Whether ``value`` is plain JSON data nesting at most ``depth`` deep (checks, no copy)."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _is_encodable(value)
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth <= 0:
         return False
-    if message.role not in roles:
-        return False
-    content = message.content
-    if type(content) is str:
-        if not content.isascii() and not _is_encodable(content):
-            return False
-    elif type(content) is list:
-        for part in content:
-            kind = part.get("type")
-            if type(kind) is not str or not kind:
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or _is_encodable(key)):
                 return False
-        message.content = _plain_copy(content, depth)
-    else:
-        return False
-    message_id = message.id
-    if not (0 < len(message_id) <= MAX_ID_LENGTH and message_id.isascii()):
-        return False
-    if not message_id.isprintable():
-        return False
-    if not 0 <= message.timestamp <= MAX_TIMESTAMP:
-        return False
-    if message.metadata:
-        message.metadata = _plain_copy(message.metadata, depth)
-    for text in (message.name, message.tool_call_id):
-        if text is not None and (not text or not (text.isascii() or _is_encodable(text))):
-            return False
-    if message.tool_calls is not None:
-        message.tool_calls = _plain_copy(message.tool_calls, depth)
-    return True
+            # Scalars inline: most metadata is flat, and a call per value would dominate.
+            item_kind = type(item)
+            if item_kind is str:
+                if not (item.isascii() or _is_encodable(item)):
+                    return False
+            elif not (item_kind is int or item_kind is bool or item is None) and not _is_plain(
+                item, depth - 1
+            ):
+                return False
+        return True
+    if kind is list:
+        return all(_is_plain(item, depth - 1) for item in value)
+    return False
 
 
-def _fast_messages(items: list[Any]) -> list[Message | None] | None:
-    """Messages built in C, with None where an item needs the slow pass; None for all."""
+_STRICT_TYPES: dict[tuple[str, ...], Any] = {}
+
+
+def _strict_messages_type(roles: Iterable[str]) -> Any:
+    """``list[<Message subclass>]`` whose fields carry every rule msgspec can check in C.
+
+    Roles become a ``Literal``, ids and texts get their length limits, unknown
+    fields are refused. Built once per roles setting. The subclass adds no
+    field, so converted instances become plain :class:`Message` objects by
+    ``__class__`` assignment.
+    """
+    key = roles if type(roles) is tuple else tuple(roles)
+    cached = _STRICT_TYPES.get(key)
+    if cached is not None:
+        return cached
+    roles = key
+    text = Annotated[str, msgspec.Meta(min_length=1)]
+    namespace = {
+        "__annotations__": {
+            "role": Literal[roles],  # type: ignore[valid-type]
+            "id": Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)],
+            "timestamp": Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)] | None,
+            "name": text | None,
+            "tool_call_id": text | None,
+        },
+        "id": msgspec.field(default_factory=new_message_id),
+        # None here, filled with one clock reading per batch (a call per message costs).
+        "timestamp": None,
+        "name": None,
+        "tool_call_id": None,
+    }
+    strict = types.new_class(
+        "_StrictMessage",
+        (Message,),
+        {"forbid_unknown_fields": True},
+        lambda ns: ns.update(namespace),
+    )
+    cached = _STRICT_TYPES[key] = list[strict]  # type: ignore[valid-type]
+    return cached
+
+
+def _fast_messages(items: list[Any]) -> list[Message] | None:
+    """All messages built and checked mostly in C, or None when any needs the slow pass.
+
+    ``msgspec.convert`` checks types, roles, lengths, ranges and unknown
+    fields; the loop checks what it cannot (control characters and lone
+    surrogates, content parts, nested JSON in metadata and tool calls). Only
+    top-level containers are fresh: nested JSON values may be shared with the
+    input, which is fine because every backend encodes messages on write.
+    """
     try:
-        built = msgspec.convert(items, _MESSAGE_LIST)
+        built = msgspec.convert(
+            items, _strict_messages_type(app_settings.ROLES), from_attributes=True
+        )
     except (msgspec.ValidationError, RecursionError):
         return None
-    roles = frozenset(app_settings.ROLES)
     depth = _max_depth()
-    result: list[Message | None] = []
-    for source, message in zip(items, built, strict=True):
-        try:
-            ok = message is not source and _fast_message(source, message, roles, depth)
-        except (_NotPlain, RecursionError):
-            ok = False
-        result.append(message if ok else None)
+    encodable = _is_encodable
+    now = now_ms()
+    for message in built:
+        if message.timestamp is None:
+            message.timestamp = now
+        message_id = message.id
+        if not (message_id.isascii() and message_id.isprintable()):
+            return None
+        content = message.content
+        if type(content) is str:
+            if not content.isascii() and not encodable(content):
+                return None
+        else:
+            for part in content:
+                kind = part.get("type")
+                if type(kind) is not str or not kind or not _is_plain(part, depth - 1):
+                    return None
+        metadata = message.metadata
+        if metadata:
+            for key, item in metadata.items():  # flat metadata inline; nested via _is_plain
+                item_kind = type(item)
+                if not key.isascii() and not encodable(key):
+                    return None
+                if item_kind is str:
+                    if not item.isascii() and not encodable(item):
+                        return None
+                elif not (item_kind is int or item_kind is bool or item is None) and not _is_plain(
+                    item, depth - 1
+                ):
+                    return None
+        if message.tool_calls is not None and not _is_plain(message.tool_calls, depth):
+            return None
+        for text in (message.name, message.tool_call_id):
+            if text is not None and not (text.isascii() or encodable(text)):
+                return None
+        message.__class__ = Message
+    result: list[Message] = built
     return result
 
 
@@ -473,15 +549,13 @@ def validate_messages(
     limit = app_settings.MAX_BATCH if max_batch is None else max_batch
     if limit is not None and len(items) > limit:
         raise InvalidInputError(field, f"at most {limit} messages per call (got {len(items)}).")
-    fast = None if original else _fast_messages(items)
-    if fast is None:
-        fast = [None] * len(items)
-    messages = [
-        built
-        if built is not None
-        else validate_message(item, f"{field}.{index}", original=original)
-        for index, (item, built) in enumerate(zip(items, fast, strict=True))
-    ]
+    # Items in the original's shape fail the fast pass (unknown fields) and go the slow way.
+    messages = _fast_messages(items)
+    if messages is None:
+        messages = [
+            validate_message(item, f"{field}.{index}", original=original)
+            for index, item in enumerate(items)
+        ]
     _check_distinct_ids(messages, field)
     return messages
 

@@ -1,4 +1,4 @@
-"""The benchmark runner still runs and writes what the README links to.
+"""The benchmark runner still runs and writes what the docs link to.
 
 ``python -m benchmarks --smoke`` uses tiny sizes, so these figures mean
 nothing; what is checked is the shape: every part ran, the report has its
@@ -28,7 +28,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         pytest.skip("no redis-server or valkey-server binary for the benchmark run")
     output = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    readme_before = (ROOT / "README.md").read_bytes()
+    page_before = (ROOT / "docs" / "performance.md").read_bytes()
     result = subprocess.run(
         [
             sys.executable,
@@ -55,7 +55,9 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert (ROOT / "README.md").read_bytes() == readme_before, "a smoke run rewrote README.md"
+    assert (ROOT / "docs" / "performance.md").read_bytes() == page_before, (
+        "a smoke run rewrote docs/performance.md"
+    )
     return output, (output / "latest.md").read_text()
 
 
@@ -168,17 +170,24 @@ def test_integrity_check_names_each_problem():
     assert "message_count 3 != 4 stored" in check(contents, ids, 3, workers=2, appends=2)
 
 
-def test_readme_block_is_replaced_between_the_markers_only(tmp_path):
-    from benchmarks.report import README_END, README_START, update_readme
+def test_performance_block_is_replaced_between_the_markers_only(tmp_path):
+    from benchmarks.report import BLOCK_END, BLOCK_START, update_performance_page
 
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        f"# Title\n\n## Performance\n\n{README_START}\nold\n{README_END}\n\n## Next\n"
+    page = tmp_path / "performance.md"
+    page.write_text(f"# Title\n\n## Results\n\n{BLOCK_START}\nold\n{BLOCK_END}\n\n## Next\n")
+    assert update_performance_page(f"{BLOCK_START}\nnew table\n{BLOCK_END}", page)
+    assert page.read_text() == (
+        f"# Title\n\n## Results\n\n{BLOCK_START}\nnew table\n{BLOCK_END}\n\n## Next\n"
     )
-    assert update_readme(f"{README_START}\nnew table\n{README_END}", readme)
-    assert readme.read_text() == (
-        f"# Title\n\n## Performance\n\n{README_START}\nnew table\n{README_END}\n\n## Next\n"
-    )
-    readme.write_text("# No markers\n")
-    assert not update_readme(f"{README_START}\nx\n{README_END}", readme)
-    assert readme.read_text() == "# No markers\n"
+    page.write_text("# No markers\n")
+    assert not update_performance_page(f"{BLOCK_START}\nx\n{BLOCK_END}", page)
+    assert page.read_text() == "# No markers\n"
+
+
+def test_the_performance_page_carries_the_block_and_its_links_resolve():
+    from benchmarks.report import BLOCK_END, BLOCK_START, PERFORMANCE_PAGE
+
+    text = PERFORMANCE_PAGE.read_text()
+    assert text.count(BLOCK_START) == 1 and text.count(BLOCK_END) == 1
+    for target in re.findall(r"\]\((benchmarks/results/[^)]+)\)", text):
+        assert (ROOT / target).exists(), target

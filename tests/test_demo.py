@@ -1,158 +1,257 @@
-"""The demo project comes up the way `make demo` starts it, and the chat page works.
+"""The demo project comes up the way ``make demo`` starts it, and shows what it promises.
 
-Runs ``manage.py demo_setup`` and ``manage.py runserver`` as subprocesses on a
-free port with a throw-away SQLite file, then talks to the server over HTTP.
+``tests/demo_server.py`` runs ``manage.py demo_setup`` and ``manage.py
+runserver`` as subprocesses on a free port with a throw-away SQLite file;
+these tests talk to it over HTTP, and the browser test walks it in Chromium:
+the landing page, the chat as alice, the admin as admin. With
+``CONVSTORE_DOCS_SCREENSHOTS=docs`` the walk refreshes the screenshots the
+docs show (``docs/demo-*.png``).
 """
 
 from __future__ import annotations
 
 import base64
+import http.cookiejar
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
+import re
+import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.demo_server import Demo, run_setup, running_demo
+
 ROOT = Path(__file__).resolve().parent.parent
-MANAGE = ROOT / "testproject" / "manage.py"
-CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ALICE = {"demo-trip-to-lisbon", "demo-python-help"}
+BOB = {"demo-support-refund-4711", "demo-recipe-ideas"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url)
+def _request(
+    url: str,
+    *,
+    auth: tuple[str, str] | None = None,
+    opener: urllib.request.OpenerDirector | None = None,
+    data: bytes | None = None,
+) -> tuple[int, bytes, str]:
+    request = urllib.request.Request(url, data=data)
     if auth:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    open_ = (opener or urllib.request.build_opener()).open
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
+        with open_(request, timeout=15) as response:
+            return response.status, response.read(), response.url
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        return error.code, error.read(), url
+
+
+def _ids(body: bytes) -> set[str]:
+    return {item["conversation_id"] for item in json.loads(body)["results"]}
+
+
+def _session(demo: Demo, username: str, password: str) -> urllib.request.OpenerDirector:
+    """A cookie session logged in through the demo's login page."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    _request(demo.url + "/accounts/login/", opener=opener)
+    token = next(cookie.value for cookie in jar if cookie.name == "csrftoken")
+    form = {"username": username, "password": password, "csrfmiddlewaretoken": token}
+    status, _, final_url = _request(
+        demo.url + "/accounts/login/",
+        opener=opener,
+        data=urllib.parse.urlencode(form).encode(),
+    )
+    assert status == 200 and final_url.endswith("/chat/"), (status, final_url)
+    return opener
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DEMO_DB": str(tmp_path_factory.mktemp("demo") / "demo.sqlite3"),
-        "DEMO_ADDR": f"127.0.0.1:{port}",
-        "DJANGO_SETTINGS_MODULE": "testproject.settings",
-    }
-    env.pop("REDIS_URL", None)
-    setup = subprocess.run(
-        [sys.executable, str(MANAGE), "demo_setup"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert setup.returncode == 0, setup.stderr
-    assert "The demo is ready." in setup.stdout
-    assert f"http://127.0.0.1:{port}/admin/" in setup.stdout
-    again = subprocess.run(
-        [sys.executable, str(MANAGE), "demo_setup"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert again.returncode == 0 and "default: 0 demo conversations loaded" in again.stdout
-    server = subprocess.Popen(
-        [sys.executable, str(MANAGE), "runserver", "--noreload", f"127.0.0.1:{port}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            _get(base + "/admin/login/")
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield base
-    server.terminate()
-    server.wait(timeout=10)
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    with running_demo(tmp_path_factory.mktemp("demo")) as running:
+        yield running
 
 
-def test_admin_login_and_schema_answer(demo_server):
-    assert _get(demo_server + "/admin/login/")[0] == 200
-    status, body = _get(demo_server + "/api/schema/")
+def test_setup_prints_where_to_start_and_is_idempotent(demo):
+    assert "The demo is ready." in demo.setup_output
+    assert f"Start here:  {demo.url}/" in demo.setup_output
+    assert "default: 4 demo conversations loaded" in demo.setup_output
+    assert "memory: loaded by the server on its first request" in demo.setup_output
+    again = run_setup(demo.env)
+    assert again.returncode == 0, again.stderr
+    assert "default: 0 demo conversations loaded" in again.stdout
+
+
+def test_landing_page_explains_the_demo_to_a_visitor(demo):
+    status, body, _ = _request(demo.url + "/")
+    assert status == 200
+    page = body.decode()
+    for text in ("alice", "bob", "admin", "What to try", "/chat/", "/api/docs/"):
+        assert text in page
+    assert re.search(r"<code>alice</code></td><td><code>alice</code>", page)
+    assert f"curl -u alice:alice {demo.url}/api/conversations/" in page
+
+
+def test_admin_login_and_schema_answer(demo):
+    assert _request(demo.url + "/admin/login/")[0] == 200
+    status, body, _ = _request(demo.url + "/api/schema/")
     assert status == 200
     assert b"/api/conversations/" in body
 
 
-def test_api_docs_page_has_no_external_assets(demo_server):
-    status, body = _get(demo_server + "/api/docs/")
+def test_api_docs_page_has_no_external_assets(demo):
+    status, body, _ = _request(demo.url + "/api/docs/")
     assert status == 200
     assert b"cdn.jsdelivr.net" not in body and b"unpkg.com" not in body
 
 
-def test_demo_conversations_are_loaded(demo_server):
-    status, body = _get(demo_server + "/api/conversations/", auth=("admin", "admin"))
+def test_each_user_sees_only_their_own_conversations(demo):
+    status, body, _ = _request(demo.url + "/api/conversations/", auth=("alice", "alice"))
+    assert status == 200 and _ids(body) >= ALICE and not BOB & _ids(body)
+    status, body, _ = _request(demo.url + "/api/conversations/", auth=("bob", "bob"))
+    assert status == 200 and _ids(body) >= BOB and not ALICE & _ids(body)
+    status, body, _ = _request(demo.url + "/api/conversations/", auth=("admin", "admin"))
+    assert status == 200 and _ids(body) >= ALICE | BOB
+    assert (
+        _request(demo.url + "/api/conversations/demo-recipe-ideas/", auth=("alice", "alice"))[0]
+        == 404
+    )
+
+
+def test_non_staff_users_can_open_the_chat_page(demo):
+    opener = _session(demo, "bob", "bob")
+    status, body, _ = _request(demo.url + "/chat/", opener=opener)
+    assert status == 200 and b'id="composer"' in body and b"bob" in body
+
+
+def test_chat_page_sends_visitors_to_the_demo_login(demo):
+    status, body, final_url = _request(demo.url + "/chat/")
+    assert status == 200 and "/accounts/login/?next=/chat/" in final_url
+    assert b"alice" in body  # the login page names the demo users
+
+
+def test_the_memory_store_shows_its_demo_data_in_the_running_server(demo):
+    opener = _session(demo, "admin", "admin")
+    status, body, _ = _request(
+        demo.url + "/admin/django_convstore/conversation/?store=memory", opener=opener
+    )
     assert status == 200
-    ids = {item["conversation_id"] for item in json.loads(body)["results"]}
-    assert "demo-trip-to-lisbon" in ids and len(ids) >= 4
+    for conversation_id in ALICE | BOB:
+        assert conversation_id.encode() in body
 
 
-def test_chat_page_requires_login(demo_server):
-    status, _ = _get(demo_server + "/", auth=None)
-    assert status == 200  # urllib followed the redirect to the login page
-    with urllib.request.urlopen(demo_server + "/", timeout=10) as response:
-        assert "/admin/login/" in response.url
+# -- the browser walk ----------------------------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    for candidate in (
+        os.environ.get("CONVSTORE_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _screenshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=False)
+    target = os.environ.get("CONVSTORE_DOCS_SCREENSHOTS")
+    if target:
+        shutil.copyfile(path, ROOT / target / name)
+
+
+def _log_in(page: Any, demo: Demo, username: str) -> None:
+    page.goto(demo.url + "/accounts/login/?next=/chat/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", username)
+    page.click("button[type=submit]")
 
 
 @pytest.mark.browser
-def test_chat_page_creates_a_conversation_and_appends(demo_server, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
+def test_browser_walk_landing_chat_as_alice_then_admin(demo):
+    executable = _chromium()
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
-    artifacts = ROOT / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
-            page.goto(demo_server + "/")
-            page.fill("#id_username", "admin")
-            page.fill("#id_password", "admin")
-            page.click("input[type=submit]")
-            page.wait_for_selector("#composer")
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            # The landing page, logged out: what to try and who to log in as.
+            page.goto(demo.url + "/")
+            page.wait_for_selector("#demo-users")
+            assert page.locator("#demo-users tr").count() == 4
+            _screenshot(page, "demo-landing.png")
+
+            # Alice chats: only her conversations, tool and system turns drawn apart.
+            page.click("text=Log in")
+            page.fill("#id_username", "alice")
+            page.fill("#id_password", "alice")
+            page.click("button[type=submit]")
+            page.wait_for_selector("#conversations li")
+            titles = page.locator("#conversations li").all_inner_texts()
+            assert any("Lisbon" in title for title in titles)
+            assert not any("Refund" in title or "fridge" in title for title in titles)
+            page.click("#conversations li:has-text('Lisbon')")
+            page.wait_for_selector(".bubble.system")
+            system_style = page.eval_on_selector(
+                ".bubble.system", "e => getComputedStyle(e).borderStyle"
+            )
+            assistant_style = page.eval_on_selector(
+                ".bubble.assistant", "e => getComputedStyle(e).borderStyle"
+            )
+            assert system_style == "dashed" and assistant_style != "dashed"
             page.fill("#message", "Hello from the browser test")
             page.press("#message", "Enter")
             page.wait_for_selector(".bubble.user >> text=Hello from the browser test")
             page.wait_for_selector(".bubble.assistant >> text=You said 5 words")
-            page.screenshot(path=str(artifacts / "demo-chat.png"), full_page=True)
+            _screenshot(page, "demo-chat.png")
+            page.click("#logout")
+            page.wait_for_selector("#landing")
+
+            # Bob does not see alice's conversations, tool results are drawn as tool bubbles.
+            _log_in(page, demo, "bob")
+            page.wait_for_selector("#conversations li")
+            titles = page.locator("#conversations li").all_inner_texts()
+            assert not any("Lisbon" in title for title in titles)
+            page.click("#conversations li:has-text('Refund')")
+            page.wait_for_selector(".bubble.tool")
+            tool_font = page.eval_on_selector(
+                ".bubble.tool", "e => getComputedStyle(e).fontFamily"
+            )
+            assert "mono" in tool_font.lower()
+            page.click("#logout")
+            page.wait_for_selector("#landing")
+
+            # The admin sees everybody's conversations in the admin section.
+            page.goto(demo.url + "/admin/django_convstore/conversation/")
+            page.fill("#id_username", "admin")
+            page.fill("#id_password", "admin")
+            page.click("input[type=submit]")
+            page.wait_for_selector("text=demo-trip-to-lisbon")
+            page.wait_for_selector("text=demo-recipe-ideas")
+            _screenshot(page, "demo-admin.png")
+            page.click("text=demo-support-refund-4711")
+            page.wait_for_selector("text=R-2291")
         finally:
             browser.close()
-    status, body = _get(demo_server + "/api/conversations/?limit=1", auth=("admin", "admin"))
+    status, body, _ = _request(demo.url + "/api/conversations/?limit=1", auth=("alice", "alice"))
     assert status == 200
-    newest = json.loads(body)["results"][0]
-    assert newest["message_count"] == 2
+    assert json.loads(body)["results"][0]["conversation_id"] == "demo-trip-to-lisbon"

@@ -259,6 +259,10 @@ class BaseStore:
             "metadata": meta,
         }
 
+    def _listened(self, signal: Signal) -> bool:
+        # ``receivers`` first: an empty list is the common case and much cheaper to test.
+        return bool(signal.receivers) and signal.has_listeners(type(self))
+
     def _notify(self, signal: Signal, name: str, kwargs: dict[str, Any]) -> None:
         signals.send(signal, name, type(self), **kwargs)
 
@@ -293,7 +297,10 @@ class BaseStore:
             conversation_id, messages, ttl, metadata, owner
         )
         result = self._save(cid, clean, ttl=ttl_, metadata=meta, owner=owner_)
-        self._notify(signals.conversation_saved, "conversation_saved", self._saved(result, "save"))
+        if self._listened(signals.conversation_saved):
+            self._notify(
+                signals.conversation_saved, "conversation_saved", self._saved(result, "save")
+            )
         return result
 
     def create(
@@ -317,7 +324,7 @@ class BaseStore:
             conversation_id, messages, ttl, metadata, owner
         )
         result = self._create(cid, clean, ttl=ttl_, metadata=meta or {}, owner=owner_)
-        if result is not None:
+        if result is not None and self._listened(signals.conversation_saved):
             self._notify(
                 signals.conversation_saved, "conversation_saved", self._saved(result, "create")
             )
@@ -364,9 +371,10 @@ class BaseStore:
             conversation_id, messages, None, None, owner
         )
         meta = self._append(cid, clean, update_timestamp=bool(update_timestamp), owner=owner_)
-        self._notify(
-            signals.messages_appended, "messages_appended", self._appended(cid, clean, meta)
-        )
+        if self._listened(signals.messages_appended):
+            self._notify(
+                signals.messages_appended, "messages_appended", self._appended(cid, clean, meta)
+            )
         return meta
 
     def pop(
@@ -381,9 +389,11 @@ class BaseStore:
         cid, owner_ = self._prepare_id(conversation_id, owner)
         count = validation.validate_positive_int(count, "count", minimum=1)
         removed = self._pop(cid, count, owner=owner_)
-        if removed:
+        if removed and self._listened(signals.messages_removed):
             self._notify(
-                signals.messages_removed, "messages_removed", self._popped(cid, owner_, removed)
+                signals.messages_removed,
+                "messages_removed",
+                self._popped(cid, owner_, removed),
             )
         return removed
 
@@ -404,9 +414,11 @@ class BaseStore:
         if outcome is None:
             return None
         meta, removed = outcome
-        if removed:
+        if removed and self._listened(signals.messages_removed):
             self._notify(
-                signals.messages_removed, "messages_removed", self._truncated(cid, meta, removed)
+                signals.messages_removed,
+                "messages_removed",
+                self._truncated(cid, meta, removed),
             )
         return meta
 
@@ -418,7 +430,7 @@ class BaseStore:
         """
         cid, owner_ = self._prepare_id(conversation_id, owner)
         deleted = self._delete(cid, owner=owner_)
-        if deleted:
+        if deleted and self._listened(signals.conversation_deleted):
             self._notify(
                 signals.conversation_deleted,
                 "conversation_deleted",
@@ -472,7 +484,10 @@ class BaseStore:
         """
         clean = validation.validate_conversation(conversation, original=self.original_messages)
         self._put(clean)
-        self._notify(signals.conversation_saved, "conversation_saved", self._saved(clean, "put"))
+        if self._listened(signals.conversation_saved):
+            self._notify(
+                signals.conversation_saved, "conversation_saved", self._saved(clean, "put")
+            )
 
     def exists(self, conversation_id: str, *, owner: str | None = None) -> bool:
         """True when the conversation exists, has not expired and (with ``owner``) is theirs."""
@@ -549,9 +564,10 @@ class BaseStore:
             conversation_id, messages, ttl, metadata, owner
         )
         result = await self._asave(cid, clean, ttl=ttl_, metadata=meta, owner=owner_)
-        await self._anotify(
-            signals.conversation_saved, "conversation_saved", self._saved(result, "save")
-        )
+        if self._listened(signals.conversation_saved):
+            await self._anotify(
+                signals.conversation_saved, "conversation_saved", self._saved(result, "save")
+            )
         return result
 
     async def acreate(
@@ -568,7 +584,7 @@ class BaseStore:
             conversation_id, messages, ttl, metadata, owner
         )
         result = await self._acreate(cid, clean, ttl=ttl_, metadata=meta or {}, owner=owner_)
-        if result is not None:
+        if result is not None and self._listened(signals.conversation_saved):
             await self._anotify(
                 signals.conversation_saved, "conversation_saved", self._saved(result, "create")
             )
@@ -603,9 +619,10 @@ class BaseStore:
         meta = await self._aappend(
             cid, clean, update_timestamp=bool(update_timestamp), owner=owner_
         )
-        await self._anotify(
-            signals.messages_appended, "messages_appended", self._appended(cid, clean, meta)
-        )
+        if self._listened(signals.messages_appended):
+            await self._anotify(
+                signals.messages_appended, "messages_appended", self._appended(cid, clean, meta)
+            )
         return meta
 
     async def apop(
@@ -615,9 +632,11 @@ class BaseStore:
         cid, owner_ = self._prepare_id(conversation_id, owner)
         count = validation.validate_positive_int(count, "count", minimum=1)
         removed = await self._apop(cid, count, owner=owner_)
-        if removed:
+        if removed and self._listened(signals.messages_removed):
             await self._anotify(
-                signals.messages_removed, "messages_removed", self._popped(cid, owner_, removed)
+                signals.messages_removed,
+                "messages_removed",
+                self._popped(cid, owner_, removed),
             )
         return removed
 
@@ -631,9 +650,11 @@ class BaseStore:
         if outcome is None:
             return None
         meta, removed = outcome
-        if removed:
+        if removed and self._listened(signals.messages_removed):
             await self._anotify(
-                signals.messages_removed, "messages_removed", self._truncated(cid, meta, removed)
+                signals.messages_removed,
+                "messages_removed",
+                self._truncated(cid, meta, removed),
             )
         return meta
 
@@ -641,7 +662,7 @@ class BaseStore:
         """See :meth:`delete`."""
         cid, owner_ = self._prepare_id(conversation_id, owner)
         deleted = await self._adelete(cid, owner=owner_)
-        if deleted:
+        if deleted and self._listened(signals.conversation_deleted):
             await self._anotify(
                 signals.conversation_deleted,
                 "conversation_deleted",
@@ -692,9 +713,10 @@ class BaseStore:
         """See :meth:`put`."""
         clean = validation.validate_conversation(conversation, original=self.original_messages)
         await self._aput(clean)
-        await self._anotify(
-            signals.conversation_saved, "conversation_saved", self._saved(clean, "put")
-        )
+        if self._listened(signals.conversation_saved):
+            await self._anotify(
+                signals.conversation_saved, "conversation_saved", self._saved(clean, "put")
+            )
 
     async def aexists(self, conversation_id: str, *, owner: str | None = None) -> bool:
         """See :meth:`exists`."""

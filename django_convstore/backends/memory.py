@@ -45,20 +45,25 @@ class _Entry:
     #: Bytes of the encoded messages, kept up to date so ``get_stats`` never reads them.
     size: int = 0
 
-    def add(self, messages: list[Message]) -> list[Message]:
-        """Append the messages whose id is new; returns those."""
-        added = []
-        for message in messages:
-            if message.id in self.id_set:
-                continue
-            blob = codec.encode_message(message)
-            self.blobs.append(blob)
-            self.ids.append(message.id)
-            self.id_set.add(message.id)
-            self.size += len(blob)
-            added.append(message)
+    def add(self, messages: list[Message]) -> bool:
+        """Append the messages whose id is new (ids within ``messages`` are distinct).
+
+        Returns whether anything was added.
+        """
+        id_set = self.id_set
+        if id_set:
+            messages = [m for m in messages if m.id not in id_set]
+            if not messages:
+                return False
+        encode = codec.encode_message
+        blobs = [encode(m) for m in messages]
+        ids = [m.id for m in messages]
+        self.blobs.extend(blobs)
+        self.ids.extend(ids)
+        id_set.update(ids)
+        self.size += sum(map(len, blobs))
         self.meta.message_count = len(self.blobs)
-        return added
+        return bool(messages)
 
     def drop_from(self, start: int) -> list[bytes]:
         """Remove the messages at ``start`` and after; returns their documents."""
@@ -209,7 +214,8 @@ class MemoryStore(BaseStore):
                 )
             entry.add(messages)
             self._hold(conversation_id, entry)
-            return Conversation(conversation_id, entry.messages(), entry.meta.copy())
+            # The validated messages were never stored (their encodings were): safe to return.
+            return Conversation(conversation_id, messages, entry.meta.copy())
 
     def _create(
         self,
@@ -228,7 +234,7 @@ class MemoryStore(BaseStore):
             entry = self._new_entry(conversation_id, now, ttl=ttl, owner=owner, metadata=metadata)
             entry.add(messages)
             self._hold(conversation_id, entry)
-            return Conversation(conversation_id, entry.messages(), entry.meta.copy())
+            return Conversation(conversation_id, messages, entry.meta.copy())
 
     def _load(
         self, conversation_id: str, *, include_expired: bool, last: int | None, owner: str | None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import django_convstore
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
@@ -87,9 +89,9 @@ REST_FRAMEWORK = {
     ],
 }
 SPECTACULAR_SETTINGS = {
-    "TITLE": "django-convstore demo API",
+    "TITLE": "django-convstore REST API",
     "DESCRIPTION": "Conversations of the store named by CONVSTORE_API_STORE, scoped per user.",
-    "VERSION": "0.1.0",
+    "VERSION": django_convstore.__version__,
     "SERVE_INCLUDE_SCHEMA": False,
     # Serve Swagger UI from drf-spectacular-sidecar's static files, not from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -103,4 +105,6 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat"
+LOGOUT_REDIRECT_URL = "landing"

@@ -7,7 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from . import views
 
 urlpatterns = [
-    path("", views.chat, name="chat"),
+    path("", views.landing, name="landing"),
+    path("chat/", views.chat, name="chat"),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("django_convstore.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,4 +1,4 @@
-"""Prepare the demo: migrate, create the demo superuser, load demo conversations."""
+"""Prepare the demo: migrate, create the demo users, load the demo conversations."""
 
 from __future__ import annotations
 
@@ -10,42 +10,33 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from django_convstore import ConvStoreError, stores
+from django_convstore import ConvStoreError, is_memory_store, stores
 
-from ...demo_data import DEMO_CONVERSATIONS
+from ...demo_data import DEMO_USERS, demo_owners, load_demo_conversations
 
 
 class Command(BaseCommand):
-    help = "Migrate, create the demo superuser and load demo conversations (idempotent)."
+    help = "Migrate, create the demo users and load the demo conversations (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
-        username = os.environ.get("DEMO_USERNAME", "admin")
-        password = os.environ.get("DEMO_PASSWORD", "admin")
         user_model = get_user_model()
-        user, created = user_model.objects.get_or_create(
-            username=username, defaults={"is_staff": True, "is_superuser": True}
-        )
-        if created or not user.check_password(password):
-            user.set_password(password)
-            user.save()
-        owner = str(user.pk)
+        for username, password, staff in DEMO_USERS:
+            user, created = user_model.objects.get_or_create(
+                username=username, defaults={"is_staff": staff, "is_superuser": staff}
+            )
+            if created or not user.check_password(password):
+                user.set_password(password)
+                user.save()
+        owners = demo_owners()
         for alias in settings.CONVSTORE:
             store = stores[alias]
-            loaded = 0
+            if is_memory_store(store):
+                # A memory store lives in one process: the server loads it on its first request.
+                self.stdout.write(f"{alias}: loaded by the server on its first request (memory)")
+                continue
             try:
-                for demo in DEMO_CONVERSATIONS:
-                    if store.exists(demo["conversation_id"]):
-                        continue
-                    messages = [{"role": r, "content": c} for r, c in demo["messages"]]
-                    store.save(
-                        demo["conversation_id"],
-                        messages,
-                        ttl=demo["ttl"],
-                        metadata=demo["metadata"],
-                        owner=owner,
-                    )
-                    loaded += 1
+                loaded = load_demo_conversations(store, owners)
             except ConvStoreError as exc:
                 self.stderr.write(f"{alias}: could not load demo conversations: {exc}")
                 continue
@@ -55,11 +46,12 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 "\nThe demo is ready.\n"
-                f"  Chat page:   {base}/\n"
+                f"  Start here:  {base}/  (what to try, the users)\n"
+                f"  Chat page:   {base}/chat/\n"
                 f"  Admin:       {base}/admin/django_convstore/conversation/\n"
                 f"  REST API:    {base}/api/conversations/\n"
                 f"  API docs:    {base}/api/docs/\n"
-                f"  Log in as {username!r} with password {password!r} "
-                "(set DEMO_USERNAME / DEMO_PASSWORD to change).\n"
+                "  Users: alice / alice and bob / bob (each sees only their own "
+                "conversations), admin / admin (superuser).\n"
             )
         )
