@@ -167,7 +167,7 @@ def test_two_writers_through_an_adapter_lose_nothing(
 
 
 @pytest.mark.slow
-def test_inserting_and_deleting_in_the_middle_lose_no_concurrent_append(leg_store):
+def test_inserting_and_deleting_in_the_middle_lose_no_concurrent_append(leg_store: Any) -> None:
     """LlamaIndex's ``add_message(idx=)`` / ``delete_message`` against a concurrent appender.
 
     They are not atomic (documented): the appender's messages may end up after
