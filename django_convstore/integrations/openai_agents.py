@@ -97,7 +97,7 @@ def _mapped(item: dict[str, Any]) -> Message:
             carried.add("content")
         else:
             fields["content"] = _text_of(item.get("content"))
-    elif kind in _TOOL_CALLS:
+    elif isinstance(kind, str) and kind in _TOOL_CALLS:
         shape, argument_key = _TOOL_CALLS[kind]
         keys = ("call_id", "name", argument_key)
         if all(isinstance(item.get(key), str) for key in keys):
@@ -130,7 +130,7 @@ def _mapped(item: dict[str, Any]) -> Message:
 def _carried(message: Message, kind: Any) -> dict[str, Any]:
     """The item values our fields carry, by item key, for an item of type ``kind``."""
     values: dict[str, Any] = {}
-    if kind in _TOOL_CALLS and message.tool_calls:
+    if isinstance(kind, str) and kind in _TOOL_CALLS and message.tool_calls:
         shape, argument_key = _TOOL_CALLS[kind]
         call = message.tool_calls[0]
         values.update(

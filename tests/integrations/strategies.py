@@ -216,6 +216,8 @@ OA_ITEM = st.one_of(
     ),
     _item({"type": st.just("item_reference"), "id": OA_ITEM_ID}),
     _item({"type": st.just("computer_call_output"), "call_id": TEXT, "output": JSON_OBJECT}),
+    # Shapes this SDK version does not know (a newer one might), kept just as well.
+    st.dictionaries(st.sampled_from(["type", "role", "content", "id", "call_id"]) | TEXT, JSON),
 )
 
 # -- LlamaIndex ---------------------------------------------------------------------------------
