@@ -45,6 +45,7 @@ role → ``ChatMessage``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -193,7 +194,9 @@ def parse_tool_calls(raw: list[Any]) -> tuple[list[ToolCall], list[InvalidToolCa
     return calls, invalid
 
 
+@functools.cache
 def _default(cls: type[BaseMessage], field: str) -> Any:
+    """A field's default, only ever compared with (pydantic's lookup is slow)."""
     return cls.model_fields[field].get_default(call_default_factory=True)
 
 
