@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .fields import JSONTextField, SafeTextField
+from .fields import JSONTextField
 
 
 class Conversation(models.Model):
@@ -30,13 +30,13 @@ class Conversation(models.Model):
 
 
 class StoredConversation(models.Model):
-    """One conversation of the database backend: its metadata and message counter.
+    """One conversation of the database backend: its metadata and message counters.
 
     Timestamps are milliseconds since the epoch, as everywhere in the app;
     ``expires_at`` (``updated_at + ttl * 1000``, NULL when it never expires)
     is kept in sync by the store so listing and cleanup can filter on it.
-    JSON is kept as text (see :mod:`django_convstore.fields`) so it reads back
-    exactly as written on every database.
+    ``metadata`` is JSON kept as text (see :mod:`django_convstore.fields`), so
+    it reads back exactly as written on every database.
     """
 
     namespace = models.CharField(_("namespace"), max_length=255)
@@ -48,9 +48,10 @@ class StoredConversation(models.Model):
     ttl = models.PositiveBigIntegerField(_("TTL (seconds)"), null=True, blank=True)
     expires_at = models.BigIntegerField(_("expires at (ms)"), null=True, blank=True)
     message_count = models.PositiveIntegerField(_("message count"), default=0)
-    #: The messages are at positions ``first_position`` … ``first_position + message_count - 1``.
-    #: Replacing them starts past the old ones, so a concurrent reader notices.
-    first_position = models.PositiveBigIntegerField(_("first position"), default=0)
+    #: The position the next appended message gets. Positions only grow (an append
+    #: that skips ids already present, a ``pop`` or a replacement leaves gaps), so
+    #: ``ORDER BY position`` is the conversation's order.
+    next_position = models.PositiveBigIntegerField(_("next position"), default=0)
     metadata = JSONTextField(_("metadata"), default=dict, blank=True)
 
     class Meta:
@@ -74,7 +75,13 @@ class StoredConversation(models.Model):
 
 
 class StoredMessage(models.Model):
-    """One message of a :class:`StoredConversation`, at a 0-based ``position``."""
+    """One message of a :class:`StoredConversation`.
+
+    ``document`` is the whole message as one JSON object, written and read by
+    :mod:`django_convstore.codec` (a load decodes all of a conversation's
+    documents in one call). ``message_id`` repeats the message's id for the
+    unique (conversation, message id) constraint that makes appends idempotent.
+    """
 
     conversation = models.ForeignKey(
         StoredConversation,
@@ -86,10 +93,7 @@ class StoredMessage(models.Model):
     )
     position = models.PositiveBigIntegerField(_("position"))
     message_id = models.CharField(_("message id"), max_length=255)
-    role = models.CharField(_("role"), max_length=255)
-    content = SafeTextField(_("content"))
-    timestamp = models.BigIntegerField(_("timestamp (ms)"))
-    metadata = JSONTextField(_("metadata"), default=dict, blank=True)
+    document = models.TextField(_("document (JSON)"))
 
     class Meta:
         verbose_name = _("stored message")
@@ -97,6 +101,9 @@ class StoredMessage(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["conversation", "position"], name="convstore_msg_conv_pos_uniq"
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "message_id"], name="convstore_msg_conv_id_uniq"
             ),
         ]
 

@@ -55,18 +55,38 @@ def _log_failures(signal_name: str, results: list[tuple[Any, Any]]) -> None:
             )
 
 
+def _dispatch_failed(signal_name: str, exc: Exception) -> None:
+    # Django's send_robust itself can raise: it logs a failing receiver by its
+    # __qualname__, which a callable object does not have. The write stands anyway.
+    logger.error(
+        "django-convstore: sending %s failed; the write stands.",
+        signal_name,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+
+
 def send(signal: Signal, name: str, sender: type, **kwargs: Any) -> None:
     """Send ``signal`` robustly: a failing receiver is logged, never raised."""
     if not signal.receivers or not signal.has_listeners(sender):
         return
-    _log_failures(name, signal.send_robust(sender, **kwargs))
+    try:
+        results = signal.send_robust(sender, **kwargs)
+    except Exception as exc:
+        _dispatch_failed(name, exc)
+        return
+    _log_failures(name, results)
 
 
 async def asend(signal: Signal, name: str, sender: type, **kwargs: Any) -> None:
     """The async twin of :func:`send` (sync receivers run in a thread, as Django does)."""
     if not signal.receivers or not signal.has_listeners(sender):
         return
-    _log_failures(name, await signal.asend_robust(sender, **kwargs))
+    try:
+        results = await signal.asend_robust(sender, **kwargs)
+    except Exception as exc:
+        _dispatch_failed(name, exc)
+        return
+    _log_failures(name, results)
 
 
 __all__ = [

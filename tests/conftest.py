@@ -26,7 +26,14 @@ pytest_plugins = sorted(
 )
 
 #: One leg per backend and server; a leg named ``X_Y`` is backend ``X`` on server ``Y``.
-CONTRACT_BACKENDS = ["memory", "redis", "zerodb", "database", "database_postgresql"]
+CONTRACT_BACKENDS = [
+    "memory",
+    "redis",
+    "zerodb",
+    "database",
+    "database_postgresql",
+    "database_mysql",
+]
 #: How the contract suite calls a store: its sync methods, or their async twins.
 STORE_MODES = ["sync", "async"]
 

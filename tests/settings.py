@@ -127,6 +127,54 @@ _postgres, CONVSTORE_TEST_POSTGRES_SKIP_REASON = _postgres_database()
 if _postgres is not None:
     DATABASES["postgres"] = _postgres
 
+
+def _mysql_database() -> tuple[dict[str, object] | None, str]:
+    """The MySQL/MariaDB server for the database backend's tests, or why there is none.
+
+    ``CONVSTORE_TEST_MYSQL`` may name a DSN (``mysql://user:password@host:port/name``);
+    otherwise root without a password on 127.0.0.1:3306, database ``test``.
+    """
+    url = urlparse(os.environ.get("CONVSTORE_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test"))
+    database: dict[str, object] = {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": url.path.lstrip("/") or "test",
+        "USER": url.username or "root",
+        "PASSWORD": url.password or "",
+        "HOST": url.hostname or "127.0.0.1",
+        "PORT": str(url.port or 3306),
+    }
+    try:
+        import MySQLdb
+
+        MySQLdb.connect(
+            host=str(database["HOST"]),
+            port=int(str(database["PORT"])),
+            user=str(database["USER"]),
+            password=str(database["PASSWORD"]),
+            database=str(database["NAME"]),
+            connect_timeout=2,
+        ).close()
+    except Exception as exc:  # any failure (no driver, no server) means: no MySQL leg
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, (
+            f"no MySQL/MariaDB server at {database['HOST']}:{database['PORT']} ({reason}); "
+            "start one (and install the `mysql` extra) or set CONVSTORE_TEST_MYSQL to a DSN "
+            "to run the MySQL tests"
+        )
+    database["OPTIONS"] = {"charset": "utf8mb4", "connect_timeout": 5}
+    database["TEST"] = {
+        "NAME": f"test_convstore_{os.getpid()}",
+        "CHARSET": "utf8mb4",
+        "COLLATION": "utf8mb4_unicode_ci",
+        "DEPENDENCIES": [],
+    }
+    return database, ""
+
+
+_mysql, CONVSTORE_TEST_MYSQL_SKIP_REASON = _mysql_database()
+if _mysql is not None:
+    DATABASES["mysql"] = _mysql
+
 CONVSTORE = {
     "default": {"BACKEND": "django_convstore.backends.memory.MemoryStore"},
 }

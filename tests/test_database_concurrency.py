@@ -1,9 +1,8 @@
-"""The database backend under concurrent writers: processes, threads, races, interleavings.
+"""The database backend under concurrent writers: processes, threads, races, killed connections.
 
-SQLite (a file, so other connections share it) always; PostgreSQL when a
-server answers. Interleavings are produced for real: a Django
-``execute_wrapper`` runs another thread's write between two statements of the
-operation under test.
+SQLite (a file in WAL mode, so other processes share it) always; PostgreSQL and
+MySQL/MariaDB when a server answers. Processes are real (tests/database_worker.py),
+released together; races are counted over hundreds of rounds.
 """
 
 from __future__ import annotations
@@ -29,12 +28,7 @@ from django_convstore.clock import now_ms
 from django_convstore.models import StoredConversation, StoredMessage
 from django_convstore.types import Conversation, ConversationMetadata, Message
 from tests.database_worker import batch
-from tests.fixtures.database import (
-    POSTGRES_ALIAS,
-    database_params,
-    postgres_only,
-    write_before_first_read,
-)
+from tests.fixtures.database import POSTGRES_ALIAS, database_params, postgres_only
 
 BACKEND = "django_convstore.backends.database.DatabaseStore"
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,65 +89,231 @@ def positions(store: DatabaseStore, conversation_id: str) -> list[int]:
     )
 
 
-WORKERS = 4
-APPENDS = 30
+# -- processes ------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_processes_appending_to_one_conversation(db_store, tmp_path):
-    settings_dict = connections[db_store.database].settings_dict
+def database_settings(alias: str, **options: Any) -> dict[str, Any]:
+    """The settings of ``alias``'s test database, for a worker process."""
+    settings_dict = connections[alias].settings_dict
     database = {
         key: settings_dict[key]
         for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
     }
-    go = tmp_path / "go"
+    database["OPTIONS"] = {**database["OPTIONS"], **options}
+    if connections[alias].vendor == "sqlite":
+        # WAL, as docs/backends/database.md recommends: readers never wait for the writer.
+        with connections[alias].cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode=WAL")
+    return database
+
+
+def spawn(job: dict[str, Any]) -> subprocess.Popen[str]:
+    """Start a worker process (tests/database_worker.py) on ``job``."""
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONPATH"] = str(ROOT)
-    workers = []
-    for worker in range(WORKERS):
-        job = {
-            "database": database,
-            "namespace": db_store.namespace,
-            "conversation_id": "shared",
-            "worker": worker,
-            "appends": APPENDS,
-            "go": str(go),
-        }
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "tests.database_worker", json.dumps(job)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.database_worker", json.dumps(job)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_workers(jobs: list[dict[str, Any]], go: Path) -> list[str]:
+    """Start the workers, release them together, wait; their outputs (all exit 0)."""
+    workers = [spawn(job) for job in jobs]
+    outputs = []
     try:
         for process in workers:
             assert process.stdout is not None
             assert process.stdout.readline().strip() == "ready"
         go.touch()
         for process in workers:
-            _out, err = process.communicate(timeout=120)
-            assert process.returncode == 0, err
+            out, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err  # nobody gave up
+            outputs.append(out)
     finally:
         for process in workers:
             process.kill()
             process.communicate()
+    return outputs
 
+
+WORKERS = 8
+APPENDS = 200
+
+
+@pytest.mark.slow
+def test_processes_appending_to_one_conversation(db_store, tmp_path):
+    """8 processes x 200 appends to one conversation: nothing lost, nothing twice."""
+    database = database_settings(db_store.database)
+    jobs = [
+        {
+            "database": database,
+            "namespace": db_store.namespace,
+            "conversation_id": "shared",
+            "worker": worker,
+            "appends": APPENDS,
+            "go": str(tmp_path / "go"),
+        }
+        for worker in range(WORKERS)
+    ]
+    run_workers(jobs, tmp_path / "go")
     expected = {
         worker: [m["content"] for n in range(APPENDS) for m in batch(worker, n)]
         for worker in range(WORKERS)
     }
     total = sum(len(contents) for contents in expected.values())
     loaded = db_store.load("shared")
-    assert loaded.metadata.message_count == total == len(loaded.messages)
-    assert positions(db_store, "shared") == list(range(total))
-    assert len({m.id for m in loaded.messages}) == total
+    assert loaded.metadata.message_count == total == len(loaded.messages)  # none lost
+    assert len({m.id for m in loaded.messages}) == total  # none twice
+    assert len(set(positions(db_store, "shared"))) == total
     for worker, contents in expected.items():
         own = [m.content for m in loaded.messages if m.content.startswith(f"{worker}:")]
-        assert own == contents  # each writer's order kept, its batches contiguous-in-order
+        assert own == contents  # each writer's order kept
+
+
+@pytest.mark.slow
+def test_processes_sending_the_same_ids_store_each_once(db_store, tmp_path):
+    """6 processes; writers 2k and 2k+1 send the same messages: each id is stored once."""
+    database = database_settings(db_store.database)
+    appends = 100
+    jobs = [
+        {
+            "database": database,
+            "namespace": db_store.namespace,
+            "conversation_id": "shared",
+            "worker": worker,
+            "appends": appends,
+            "mode": "overlap",
+            "go": str(tmp_path / "go"),
+        }
+        for worker in range(6)
+    ]
+    run_workers(jobs, tmp_path / "go")
+    loaded = db_store.load("shared")
+    ids = [m.id for m in loaded.messages]
+    expected = {
+        pair: [m["id"] for n in range(appends) for m in batch(pair, n)] for pair in range(3)
+    }
+    assert len(ids) == len(set(ids)) == sum(map(len, expected.values()))
+    assert loaded.metadata.message_count == len(ids)
+    for pair, sent in expected.items():
+        assert [i for i in ids if i.startswith(f"w{pair}-")] == sent  # order kept
+
+
+@postgres_only()
+@pytest.mark.slow
+def test_acknowledged_appends_survive_killed_connections(tmp_path):
+    """pg_terminate_backend on the writers again and again: every acknowledged append stays."""
+    store = create_store(
+        {"BACKEND": BACKEND, "NAMESPACE": "killed", "OPTIONS": {"DATABASE": POSTGRES_ALIAS}}
+    )
+    database = database_settings(POSTGRES_ALIAS, application_name="convstore-killed")
+    appends = 150
+    jobs = [
+        {
+            "database": database,
+            "namespace": "killed",
+            "conversation_id": "shared",
+            "worker": worker,
+            "appends": appends,
+            "mode": "retry",
+            "go": str(tmp_path / "go"),
+        }
+        for worker in range(4)
+    ]
+    kills = [0]
+    done = threading.Event()
+
+    def killer() -> None:
+        with connections[POSTGRES_ALIAS].cursor() as cursor:
+            while not done.wait(0.03):
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'convstore-killed'"
+                )
+                kills[0] += cursor.fetchone()[0]
+        connections.close_all()
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        outputs = run_workers(jobs, tmp_path / "go")
+    finally:
+        done.set()
+        thread.join(10)
+    acknowledged = [
+        line.split()[1] for out in outputs for line in out.splitlines() if line.startswith("ack ")
+    ]
+    assert len(acknowledged) == 4 * appends  # every writer finished: nobody gave up
+    assert kills[0] > 0
+    loaded = store.load("shared")
+    stored = [m.id for m in loaded.messages]
+    assert sorted(stored) == sorted(acknowledged)  # none lost, none twice
+    assert loaded.metadata.message_count == len(stored)
+    for worker in range(4):
+        mine = [int(i.split("-")[1]) for i in stored if i.startswith(f"w{worker}-")]
+        assert mine == list(range(appends))
+    store.clear()
+
+
+RACE_ROUNDS = 300
+
+
+@pytest.mark.slow
+def test_processes_racing_create_against_save_never_take_over(db_store):
+    """create(owner=a) against save(owner=b), released together, round after round."""
+    database = database_settings(db_store.database)
+    common = {
+        "database": database,
+        "namespace": db_store.namespace,
+        "rounds": RACE_ROUNDS,
+        "mode": "race",
+    }
+    workers = [spawn({**common, "role": "a"}), spawn({**common, "role": "b"})]
+    outcomes: list[tuple[str, str]] = []
+    try:
+        for process in workers:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        for number in range(RACE_ROUNDS):
+            for process in workers:
+                assert process.stdout is not None
+                assert process.stdout.readline().strip() == f"ready {number}"
+            for process in workers:  # the barrier: both wait for this line
+                assert process.stdin is not None
+                process.stdin.write("go\n")
+                process.stdin.flush()
+            results = []
+            for process in workers:
+                assert process.stdout is not None
+                results.append(process.stdout.readline().strip())
+            outcomes.append((results[0], results[1]))
+        for process in workers:
+            _out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+    finally:
+        for process in workers:
+            process.kill()
+            process.communicate()
+    violations = 0
+    for number, (created, saved) in enumerate(outcomes):
+        final = db_store.load(f"race-{number}")
+        owner, ids = final.metadata.owner, [m.id for m in final.messages]
+        if created == "created":
+            ok = saved == "refused" and (owner, ids) == ("a", ["a"])
+        else:
+            ok = created == "none" and saved == "saved" and (owner, ids) == ("b", ["b"])
+        violations += not ok
+    assert violations == 0
+    # Both orders happened, so the race was real.
+    assert {created for created, _saved in outcomes} == {"created", "none"}
+
+
+# -- threads ------------------------------------------------------------------------------------
 
 
 def test_threads_creating_the_same_conversation(db_store):
@@ -165,7 +325,7 @@ def test_threads_creating_the_same_conversation(db_store):
         assert errors == []
         loaded = db_store.load(cid)
         assert sorted(m.content for m in loaded.messages) == [str(i) for i in range(6)]
-        assert positions(db_store, cid) == list(range(6))
+        assert len(set(positions(db_store, cid))) == 6
     rows = StoredConversation.objects.using(db_store.database).filter(namespace=db_store.namespace)
     assert rows.count() == 4
 
@@ -197,7 +357,7 @@ def test_threads_appending_to_an_expired_conversation(db_store):
     loaded = db_store.load("c")
     assert loaded.metadata.message_count == 30 == len(loaded.messages)
     assert not any(m.content.startswith("old") for m in loaded.messages)
-    assert positions(db_store, "c") == list(range(5, 35))  # past the old messages' positions
+    assert min(positions(db_store, "c")) >= 5  # past the old messages' positions
 
 
 def test_readers_never_see_a_mix_while_writers_save_and_append(db_store):
@@ -223,44 +383,12 @@ def test_readers_never_see_a_mix_while_writers_save_and_append(db_store):
     assert seen and all(count == length for count, length in seen)
 
 
-# -- interleavings between the statements of one operation ----------------------------------
-
-
-MESSAGES_TABLE = StoredMessage._meta.db_table
-
-
-@pytest.mark.parametrize("last", [None, 2])
-def test_a_save_between_the_two_reads_of_load_is_noticed(db_store, last):
-    db_store.save("c", [{"role": "user", "content": f"old{i}"} for i in range(3)])
-    with write_before_first_read(
-        db_store.database,
-        MESSAGES_TABLE,
-        lambda: db_store.save("c", [{"role": "user", "content": f"new{i}"} for i in range(4)]),
-    ) as state:
-        loaded = db_store.load("c", last=last)
-    assert state["done"]
-    contents = [m.content for m in loaded.messages]
-    assert contents == [f"new{i}" for i in range(4)][-(last or 4) :]
-    assert loaded.metadata.message_count == 4
-
-
-def test_an_append_between_the_two_reads_of_load_is_left_out(db_store):
-    db_store.save("c", [{"role": "user", "content": f"m{i}"} for i in range(3)])
-    with write_before_first_read(
-        db_store.database,
-        MESSAGES_TABLE,
-        lambda: db_store.append("c", [{"role": "user", "content": "late"}]),
-    ) as state:
-        loaded = db_store.load("c")
-    assert state["done"]
-    assert [m.content for m in loaded.messages] == ["m0", "m1", "m2"]
-    assert loaded.metadata.message_count == 3
-    assert db_store.load("c").metadata.message_count == 4
+# -- PostgreSQL: losing the race to create -------------------------------------------------------
 
 
 @postgres_only()
-def test_losing_the_race_to_create_a_conversation_retries():
-    """PostgreSQL: another transaction inserts the row first; append waits, then retries."""
+def test_losing_the_race_to_create_a_conversation_runs_again():
+    """Another transaction inserts the row first: the append waits, then runs again locked."""
     import psycopg
 
     store = create_store(
@@ -282,13 +410,13 @@ def test_losing_the_race_to_create_a_conversation_retries():
     def append() -> None:
         with CaptureQueriesContext(connections[POSTGRES_ALIAS]) as ctx:
             results.append(store.append("c", [{"role": "user", "content": "mine"}]))
-        statements.extend(q["sql"] for q in ctx.captured_queries)
+        statements.extend(q["sql"].split()[0] for q in ctx.captured_queries)
         connections.close_all()
 
     with psycopg.connect(**params) as other, psycopg.connect(**params, autocommit=True) as spy:
         other.execute(
             f"INSERT INTO {table} (namespace, conversation_id, owner, created_at, updated_at, "
-            "ttl, expires_at, message_count, first_position, metadata) "
+            "ttl, expires_at, message_count, next_position, metadata) "
             "VALUES ('race', 'c', 'winner', %s, %s, NULL, NULL, 0, 0, '{}')",
             [now, now],
         )
@@ -311,7 +439,6 @@ def test_losing_the_race_to_create_a_conversation_retries():
 
     assert len(results) == 1
     assert results[0].owner == "winner" and results[0].message_count == 1
-    assert any(sql.startswith("ROLLBACK TO SAVEPOINT") for sql in statements)
-    assert sum(sql.startswith("UPDATE") for sql in statements) == 2  # tried, then bumped
+    assert statements == ["WITH", "BEGIN", "SELECT", "WITH", "COMMIT"]
     assert [m.content for m in store.load("c").messages] == ["mine"]
     store.clear()

@@ -132,3 +132,23 @@ def test_no_receivers_costs_nothing_observable(store, name):
     store.save("c", [msg("a")])
     store.append("c", [msg("b")])
     assert store.load("c").metadata.message_count == 2
+
+
+class CallableReceiver:
+    """A receiver that is an object, not a function (it has no ``__qualname__``)."""
+
+    def __call__(self, sender, **kwargs):
+        raise RuntimeError("object receiver bug")
+
+
+def test_a_failing_callable_object_receiver_never_undoes_the_write(store, caplog):
+    receiver = CallableReceiver()
+    signals.messages_appended.connect(receiver, weak=False)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django_convstore.signals"):
+            meta = store.append("c", [msg("kept")])
+    finally:
+        signals.messages_appended.disconnect(receiver)
+    assert meta.message_count == 1
+    assert [m.content for m in store.load("c").messages] == ["kept"]
+    assert "the write stands" in caplog.text
