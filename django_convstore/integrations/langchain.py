@@ -301,9 +301,10 @@ class ConvStoreChatMessageHistory(BaseChatMessageHistory):
     expire) for the conversation; None leaves it to the store's default.
 
     Each operation is one store call: ``messages`` / ``aget_messages`` one
-    load, ``add_messages`` / ``aadd_messages`` one append (none for an empty
-    list; a second call, ``set_ttl``, only when ``ttl`` is given and the
-    append created the conversation), ``clear`` / ``aclear`` one delete.
+    load (assigning ``messages`` one ``save``), ``add_messages`` /
+    ``aadd_messages`` one append (none for an empty list; a second call,
+    ``set_ttl``, only when ``ttl`` is given and the append created the
+    conversation), ``clear`` / ``aclear`` one delete.
     Adding a message whose id the conversation already holds stores nothing
     (the store's idempotent append), so a retried ``add_messages`` never
     duplicates.
@@ -322,9 +323,14 @@ class ConvStoreChatMessageHistory(BaseChatMessageHistory):
         self.binding = StoreBinding(store, owner=owner, ttl=ttl)
 
     @property
-    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+    def messages(self) -> list[BaseMessage]:
         """The history, oldest first (one store read)."""
         return [from_store(m) for m in self.binding.load(self.conversation_id) or []]
+
+    @messages.setter
+    def messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Replace the history (one store ``save``), like assigning to the in-memory history's."""
+        self.binding.save(self.conversation_id, [to_store(m) for m in messages])
 
     async def aget_messages(self) -> list[BaseMessage]:
         """The history, oldest first (one async store read)."""

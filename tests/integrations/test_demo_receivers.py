@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ TESTPROJECT = Path(__file__).resolve().parents[2] / "testproject"
 @pytest.fixture
 def receivers(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.syspath_prepend(str(TESTPROJECT))
-    from testproject import receivers as module
+    module = importlib.import_module("testproject.receivers")
 
     module.connect()
     yield module

@@ -156,10 +156,14 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("clear"), st.none()),
     st.tuples(st.just("aclear"), st.none()),
     st.tuples(st.just("aget_messages"), st.none()),
+    st.tuples(st.just("messages ="), st.lists(langchain_message(), max_size=3)),
 )
 
 
 def apply(target: Any, name: str, argument: Any) -> Any:
+    if name == "messages =":
+        target.messages = list(argument)
+        return None
     args = () if argument is None else (argument,)
     if name in ("aadd_messages", "aclear", "aget_messages"):
         return run(lambda: getattr(target, name)(*args))
