@@ -33,7 +33,9 @@ from django.test.utils import override_settings
 
 from django_convstore.backends.base import BaseStore
 from django_convstore.backends.redis import RedisStore
+from django_convstore.backends.redis import operations as redis_operations
 from django_convstore.clock import now_ms
+from django_convstore.validation import validate_conversation
 
 from .environment import TTL, Backend, redis_counter
 from .peers import OriginalRedis, RawFloor, System
@@ -228,26 +230,23 @@ def conversation_dict(cid: str, now: int, count: int = 2) -> dict[str, Any]:
 def pipelined_put(store: RedisStore, ids: range, *, batch: int = 2_000) -> None:
     """``store.put`` many conversations, sending them in pipelines of ``batch``.
 
-    Each ``put`` still validates its input and runs the store's own script with
-    its own arguments; only the round trips are batched (the store's
-    ``_run`` is pointed at a pipeline for the duration).
+    Each conversation is validated as ``put`` validates it and written by the
+    store's own put script with its own arguments (the request its put plan
+    makes); only the round trips are batched.
     """
-    script = store._script("put")
+    store.exists("warm-up")  # connect and check the layout, as a first put would
+    store.client.script_load(redis_operations.PUT.source)
     pipe = store.client.pipeline(transaction=False)
-
-    def queue(name: str, keys: Any, args: Any) -> Any:
-        return script(keys=keys, args=args, client=pipe)
-
-    store._run = queue  # type: ignore[method-assign]
     now = now_ms()
-    try:
-        for n, i in enumerate(ids, 1):
-            store.put(conversation_dict(f"c{i}", now))
-            if n % batch == 0:
-                pipe.execute()
-        pipe.execute()
-    finally:
-        del store._run
+    for n, i in enumerate(ids, 1):
+        conversation = validate_conversation(conversation_dict(f"c{i}", now))
+        request = next(redis_operations.put(store.layout, conversation, now=now))
+        assert isinstance(request, redis_operations.Eval)
+        keys = request.keys
+        pipe.execute_command("EVALSHA", request.script.sha, len(keys), *keys, *request.args)
+        if n % batch == 0:
+            pipe.execute()
+    pipe.execute()
 
 
 def pipelined_fill(system: OriginalRedis | RawFloor, ids: range, *, batch: int = 2_000) -> None:

@@ -61,7 +61,7 @@ def measure(size: int, calls: int) -> list[dict[str, object]]:
         "save": (lambda: store.save("c", batch), lambda: cache.set("c", batch, None)),
         "append 1": (append_ours, append_cache),
     }
-    rows = []
+    rows: list[dict[str, object]] = []
     for name, (ours, floor) in pairs.items():
         if name == "append 1":
             store.delete("a")

@@ -10,11 +10,14 @@ comparison code treats them alike:
   modify, write: two round trips and the whole conversation both ways, and
   concurrent appends lose messages), ``list`` = ``KEYS prefix*``,
   ``get_stats`` = ``KEYS`` then one ``GET`` per conversation.
-* :class:`RawFloor` — raw redis-py doing the least any store could: a list
-  of message JSON per conversation plus one sorted set of ids, each
-  operation one round trip (``RPUSH``+``ZADD``+``EXPIRE`` pipelined,
-  ``LRANGE``, ``DEL``+``ZREM``, ``ZREVRANGE``, ``ZCARD``). No metadata, no
-  validation, no atomic TTL bookkeeping: the floor, not a competitor.
+* :class:`RawFloor` — raw redis-py and msgspec (the store's JSON library)
+  doing the least work each operation needs: ``save`` = one ``SET`` (with
+  the TTL) of the messages as a JSON array, ``load`` = one ``GET`` of that
+  pre-joined array decoded straight into ``Message`` structs, ``append`` =
+  ``RPUSH`` + ``EXPIRE`` pipelined, ``load(last=N)`` = ``LRANGE`` of that
+  list, ``delete`` = ``DEL``, listing = ``ZREVRANGE``/``ZCARD`` of one sorted
+  set. No metadata, no validation, no atomicity between the keys: the floor,
+  not a competitor.
 * :class:`LangChainHistory` — ``RedisChatMessageHistory`` from
   ``langchain-community`` (optional ``bench`` extra): a list per session,
   ``LPUSH`` + ``EXPIRE`` per message, reads the whole list.
@@ -39,15 +42,19 @@ import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+import msgspec
 from redis import ConnectionPool, Redis
 
 from django_convstore.backends.base import BaseStore
 from django_convstore.clock import now_ms
+from django_convstore.ids import new_message_id
+from django_convstore.types import Message
 from tests.servers.redis_counting import CountingConnection
 
 from .environment import TTL
 
-_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+_encoder = msgspec.json.Encoder()
+_messages = msgspec.json.Decoder(list[Message])
 
 
 def counting_client(url: str) -> Redis:
@@ -59,6 +66,12 @@ def stamped(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages as the original's callers pass them: with an id and a timestamp."""
     now = now_ms()
     return [{"id": uuid.uuid4().hex, "timestamp": now, **item} for item in items]
+
+
+def stamped_fast(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`stamped` with the store's own cheap id generator (what the floor does)."""
+    now = now_ms()
+    return [{"id": new_message_id(), "timestamp": now, **item} for item in items]
 
 
 class System:
@@ -245,62 +258,55 @@ class OriginalRedis(System):
 
 
 class RawFloor(System):
-    """Raw redis-py, the least work per operation (see the module docstring)."""
+    """Raw redis-py + msgspec, the least work per operation (see the module docstring)."""
 
-    name, label = "floor", "raw redis-py floor (minimal commands)"
+    name, label = "floor", "raw redis-py + msgspec floor (minimal commands)"
 
     def __init__(self, url: str, prefix: str, ttl: int = TTL) -> None:
         self.client = counting_client(url)
         self.prefix = prefix
         self.index = f"{prefix}:index"
-        self.ttl = ttl
+        self.ttl = ttl or None
 
     def key(self, cid: str) -> str:
         return f"{self.prefix}:{cid}"
 
-    def _push(self, cid: str, items: list[dict[str, Any]], *, replace: bool) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        key = self.key(cid)
-        if replace:
-            pipe.delete(key)
-        pipe.rpush(key, *map(_DUMPS, stamped(items)))
-        pipe.zadd(self.index, {cid: now_ms()})
-        if self.ttl:
-            pipe.expire(key, self.ttl)
-        return pipe.execute()
+    def list_key(self, cid: str) -> str:
+        return f"{self.prefix}:{cid}:list"
 
     def queue_fill(self, pipe: Any, cid: str, items: list[dict[str, Any]]) -> None:
         """Add a new conversation's commands to ``pipe`` (for pipelined fills)."""
-        key = self.key(cid)
-        pipe.rpush(key, *map(_DUMPS, stamped(items)))
+        stamped_items = stamped_fast(items)
+        pipe.set(self.key(cid), _encoder.encode(stamped_items), ex=self.ttl)
+        pipe.rpush(self.list_key(cid), *map(_encoder.encode, stamped_items))
         pipe.zadd(self.index, {cid: now_ms()})
-        if self.ttl:
-            pipe.expire(key, self.ttl)
 
     def fill(self, cid: str, items: list[dict[str, Any]]) -> None:
-        self._push(cid, items, replace=True)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.key(cid), self.list_key(cid))
+        self.queue_fill(pipe, cid, items)
+        pipe.execute()
 
     def save(self, cid: str, items: list[dict[str, Any]]) -> object:
-        return self._push(cid, items, replace=True)
+        return self.client.set(self.key(cid), _encoder.encode(stamped_fast(items)), ex=self.ttl)
 
     def append(self, cid: str, items: list[dict[str, Any]]) -> object:
-        return self._push(cid, items, replace=False)
-
-    @staticmethod
-    def _parse(raw: list[bytes]) -> list[dict[str, Any]]:
-        return json.loads(b"[" + b",".join(raw) + b"]") if raw else []
+        pipe = self.client.pipeline(transaction=False)
+        pipe.rpush(self.list_key(cid), *map(_encoder.encode, stamped_fast(items)))
+        if self.ttl:
+            pipe.expire(self.list_key(cid), self.ttl)
+        return pipe.execute()
 
     def load(self, cid: str) -> object:
-        return self._parse(self.client.lrange(self.key(cid), 0, -1))
+        raw = self.client.get(self.key(cid))
+        return None if raw is None else _messages.decode(raw)
 
     def load_last(self, cid: str, n: int) -> object:
-        return self._parse(self.client.lrange(self.key(cid), -n, -1))
+        joined = b",".join(self.client.lrange(self.list_key(cid), -n, -1))
+        return _messages.decode(b"[" + joined + b"]")
 
     def delete(self, cid: str) -> object:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.key(cid))
-        pipe.zrem(self.index, cid)
-        return pipe.execute()[0] > 0
+        return self.client.delete(self.key(cid), self.list_key(cid)) > 0
 
     def list_page(self) -> object:
         return self.client.zrevrange(self.index, 0, 19)

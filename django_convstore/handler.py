@@ -147,10 +147,13 @@ def create_store(config: Mapping[str, Any], *, alias: str | None = None) -> Base
     missing = missing_modules(backend_cls)
     if missing:
         modules = ", ".join(module for module, _ in missing)
+        packages = " ".join(module.replace("_", "-") for module, _ in missing)
         extras = ",".join(sorted({extra for _, extra in missing}))
         raise ImproperlyConfigured(
             f"{name}: {backend_cls.__name__} needs {modules}, which is not installed: "
-            f"pip install 'django-convstore[{extras}]'."
+            f"install django-convstore's '{extras}' extra (pip install "
+            f"'django-convstore[{extras}]', or from a clone pip install -e '.[{extras}]'), "
+            f"or just pip install {packages}."
         )
     location = params.pop("LOCATION", "")
     if location is None:

@@ -440,7 +440,7 @@ def _strict_messages_type(roles: Iterable[str]) -> Any:
     text = Annotated[str, msgspec.Meta(min_length=1)]
     namespace = {
         "__annotations__": {
-            "role": Literal[roles],  # type: ignore[valid-type]
+            "role": Literal[roles],
             "id": Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)],
             "timestamp": Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)] | None,
             "name": text | None,

@@ -180,3 +180,16 @@ def test_store_is_a_context_manager():
     with create_store({"type": "memory"}) as built:
         built.save("c", [])
         assert built.exists("c")
+
+
+class _NeedsAMissingPackage(MemoryStore):
+    required_modules = (("no_such_module_for_convstore", "zerodb"),)
+
+
+def test_create_store_names_the_extra_of_a_missing_package():
+    with pytest.raises(ImproperlyConfigured) as info:
+        create_store({"BACKEND": _NeedsAMissingPackage})
+    message = str(info.value)
+    assert "needs no_such_module_for_convstore, which is not installed" in message
+    assert "pip install 'django-convstore[zerodb]'" in message
+    assert "pip install no-such-module-for-convstore" in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -63,7 +64,7 @@ def test_host_port_db_options(redis_server, redis_client):
         assert in_db0.load("c") is None
         assert in_db3.address == f"127.0.0.1:{redis_server.port}"
         assert in_db3.client.connection_pool.connection_kwargs["db"] == 3
-        assert redis_client.exists(f"{in_db3.base}:index") == 0
+        assert redis_client.exists(in_db3.layout.conversation("c").meta) == 0
     finally:
         in_db3.clear()
         in_db3.close()
@@ -89,7 +90,8 @@ def test_defaults():
     store = build()
     assert store.address == "127.0.0.1:6379"
     assert store.key_prefix == "aikit:conversation"
-    assert store.base == "aikit:conversation:aikit"
+    assert store.layout.shards == 1
+    assert store.layout.conversation("c").meta == "aikit:conversation:aikit:{la2}:m:c"
     assert store.server is not None and store.server.socket_timeout == 5.0
 
 
@@ -116,7 +118,7 @@ def test_original_form_through_create_store(redis_server):
     )
     try:
         assert isinstance(by_url, RedisStore) and isinstance(by_host, RedisStore)
-        assert by_url.base == by_host.base == f"orig:{namespace}"
+        assert by_url.layout.marker == by_host.layout.marker == f"orig:{namespace}:layout"
         by_url.save("c", [msg("hi")])
         assert by_host.get_ttl("c") in (59, 60)
         assert [m.content for m in by_host.load("c").messages] == ["hi"]
@@ -189,6 +191,14 @@ def test_cache_option_reuses_the_django_redis_client(redis_server):
         assert store.client.connection_pool is get_redis_connection("sessions").connection_pool
         assert f"127.0.0.1:{redis_server.port}" in store.address and "sessions" in store.address
         django_caches["sessions"].set("k", "v")
+
+        async def native() -> None:
+            await store.aappend("c", [msg("async")])
+            assert store._async_client() is not None
+            assert (await store.aload("c")).metadata.message_count == 2
+            await store.aclose()
+
+        asyncio.run(native())
         store.close()
         assert django_caches["sessions"].get("k") == "v"
         assert store.exists("c")
@@ -239,6 +249,10 @@ def test_cache_option_errors():
         ({"OPTIONS": {"KEY_PREFIX": "a{b}"}}, "'KEY_PREFIX'"),
         ({"OPTIONS": {"CACHE": 3}}, "'CACHE'"),
         ({"OPTIONS": {"SENTINELS": []}}, "SENTINELS"),
+        ({"OPTIONS": {"INDEX_SHARDS": 0}}, "'INDEX_SHARDS'"),
+        ({"OPTIONS": {"INDEX_SHARDS": "4"}}, "'INDEX_SHARDS'"),
+        ({"OPTIONS": {"INDEX_SHARDS": True}}, "'INDEX_SHARDS'"),
+        ({"OPTIONS": {"INDEX_SHARDS": 16385}}, "'INDEX_SHARDS'"),
         ({"NAMESPACE": "ns{1}"}, "NAMESPACE"),
     ],
 )
@@ -292,4 +306,13 @@ def test_cache_option_brings_a_sentinel_setup(redis_server):
             store.save("c", [msg("through sentinel")])
             direct = build(LOCATION=redis_server.url, NAMESPACE=store.namespace)
             assert [m.content for m in direct.load("c").messages] == ["through sentinel"]
+
+            async def native() -> None:
+                await store.aappend("c", [msg("async, through sentinel")])
+                assert store._async_client() is not None  # not the thread fallback
+                loaded = await store.aload("c")
+                assert [m.content for m in loaded.messages][-1] == "async, through sentinel"
+                await store.aclose()
+
+            asyncio.run(native())
             assert store.clear() == 1

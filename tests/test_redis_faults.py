@@ -6,12 +6,14 @@ the session server the other tests share.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -22,7 +24,6 @@ from django_convstore import (
     ConvStoreError,
     create_store,
 )
-from django_convstore.backends import redis_scripts
 from django_convstore.backends.redis import RedisStore
 from django_convstore.types import Conversation, ConversationMetadata, Message
 from tests.servers.redis_server import RedisServer, find_binary
@@ -82,6 +83,43 @@ def every_operation(store: RedisStore) -> dict[str, Callable[[], object]]:
         "get_ttl": lambda: store.get_ttl("c"),
         "set_ttl": lambda: store.set_ttl("c", 5),
     }
+
+
+def every_async_operation(store: RedisStore) -> dict[str, Callable[[], Any]]:
+    return {
+        "asave": lambda: store.asave("c", [msg("a")]),
+        "acreate": lambda: store.acreate("n", [msg("a")]),
+        "aappend": lambda: store.aappend("c", [msg("b")]),
+        "aload": lambda: store.aload("c"),
+        "aexists": lambda: store.aexists("c"),
+        "apop": lambda: store.apop("c"),
+        "atruncate": lambda: store.atruncate("c", 0),
+        "adelete": lambda: store.adelete("c"),
+        "alist_conversations": store.alist_conversations,
+        "aget_ttl": lambda: store.aget_ttl("c"),
+        "aset_ttl": lambda: store.aset_ttl("c", 5),
+        "aupdate_metadata": lambda: store.aupdate_metadata("c", {"k": 1}),
+    }
+
+
+def test_async_twins_raise_unavailable_and_recover(server):
+    store = store_on(server, alias="faulty-async")
+
+    async def scenario() -> None:
+        await store.asave("c", [msg("before")])
+        server.stop()
+        for name, operation in every_async_operation(store).items():
+            with pytest.raises(BackendUnavailableError, match="redis store 'faulty-async'"):
+                await operation()
+            assert name
+        server.start()
+        assert await store.aload("c") is None
+        for operation in every_async_operation(store).values():
+            await operation()
+        await store.aclose()
+
+    asyncio.run(scenario())
+    store.close()
 
 
 def test_stopped_server_raises_unavailable_and_the_same_store_recovers(server):
@@ -163,7 +201,7 @@ def test_a_paused_server_times_out_within_the_socket_timeout(server):
 
 def test_other_server_errors_become_backend_errors(server):
     store = store_on(server)
-    meta = redis_scripts.conversation_keys(store.base, "wrong-type")[0]
+    meta = store.layout.conversation("wrong-type").meta
     raw = Redis.from_url(server.url)
     raw.set(meta, "not a hash")
     for operation in (
@@ -174,27 +212,32 @@ def test_other_server_errors_become_backend_errors(server):
         with pytest.raises(BackendError, match=r"redis store 'faulty'.*WRONGTYPE"):
             operation()
     store.save("c", [msg("a")])
+    store.save("long", [msg("x" * 300) for _ in range(200)])
     raw.config_set("maxmemory", 1)
     try:
         with pytest.raises(BackendError, match=r"OutOfMemoryError: .*maxmemory") as info:
             store.append("c", [msg("b")])
         assert not isinstance(info.value, BackendUnavailableError)
-        # Out of memory, Redis refuses even reads inside MULTI: load falls back to its script.
         assert [m.content for m in store.load("c").messages] == ["a"]
+        # Out of memory, Redis refuses even reads inside MULTI: a long load reads in its script.
+        assert len(store.load("long").messages) == 200
     finally:
         raw.config_set("maxmemory", 0)
     store.append("c", [msg("b")])
-    assert store.get_stats().total_messages == 2
+    assert store.get_stats().total_messages == 202
     raw.close()
 
 
 def test_malformed_stored_data_is_a_backend_error(make_redis_store, redis_client):
     store = make_redis_store()
     store.save("c", [msg("a")])
-    meta, msgs, _ = redis_scripts.conversation_keys(store.base, "c")
+    keys = store.layout.conversation("c")
+    meta, msgs = keys.meta, keys.data
     redis_client.set(msgs, b"{not json")
     with pytest.raises(BackendError, match="malformed data stored for conversation 'c'"):
         store.load("c")
+    with pytest.raises(BackendError, match="malformed data stored for conversation 'c'"):
+        list(store.iter_conversations())
     redis_client.hdel(meta, "created_at")
     with pytest.raises(BackendError, match="malformed data stored for conversation 'c'"):
         store.load("c", last=1)
@@ -204,7 +247,7 @@ def test_malformed_stored_data_is_a_backend_error(make_redis_store, redis_client
 def _check_whole(loaded: Conversation | None, batch: int) -> None:
     """Every batch of ``batch`` messages is complete and the count matches."""
     assert loaded is not None
-    contents = [m.content for m in loaded.messages]
+    contents = [m.text() for m in loaded.messages]
     assert loaded.metadata.message_count == len(contents)
     assert len(contents) % batch == 0, contents
     for start in range(0, len(contents), batch):

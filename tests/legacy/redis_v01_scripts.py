@@ -1,4 +1,10 @@
-"""The key layout and Lua scripts of :class:`~django_convstore.backends.redis.RedisStore`.
+"""django-convstore 0.1's Redis key layout and Lua scripts, verbatim (for writing real 0.1 data).
+
+Copied unchanged from ``django_convstore/backends/redis_scripts.py`` of 0.1
+(commit 4a71b84); :mod:`tests.legacy.redis_v01` calls them the way 0.1's
+``RedisStore`` did. Everything below this paragraph is the original text.
+
+The key layout and Lua scripts of :class:`~django_convstore.backends.redis.RedisStore`.
 
 Every key of a store starts with ``<base> = <KEY_PREFIX>:<NAMESPACE>`` (neither
 may contain ``{`` or ``}``)::

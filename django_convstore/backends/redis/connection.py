@@ -1,6 +1,7 @@
 """Connections of :class:`~django_convstore.backends.redis.RedisStore`, through django-redis.
 
-Two ways to connect:
+Two ways to connect (the native async twins get a ``redis.asyncio`` client that
+connects the same way, see :func:`async_client_for`):
 
 * ``OPTIONS["CACHE"]`` names a django-redis cache in ``settings.CACHES``; the
   store uses that cache's client (``django_redis.get_redis_connection``), so
@@ -25,10 +26,11 @@ from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ..exceptions import BackendAuthError, BackendError, BackendUnavailableError, ConvStoreError
+from ...exceptions import BackendAuthError, BackendError, BackendUnavailableError, ConvStoreError
 
 if TYPE_CHECKING:
     from redis import ConnectionPool, Redis
+    from redis.asyncio import Redis as AsyncRedis
 
 DEFAULT_LOCATION = "redis://127.0.0.1:6379/0"
 DEFAULT_SOCKET_TIMEOUT = 5.0
@@ -241,6 +243,100 @@ def cache_client(cache_alias: str) -> Redis:
         ) from None
     except ImproperlyConfigured as exc:
         raise ConfigError(f"OPTIONS['CACHE'] {cache_alias!r} is misconfigured: {exc}") from None
+
+
+#: Connection settings that mean the same to redis-py's sync and asyncio connections.
+_PORTABLE_KWARGS = frozenset(
+    {
+        "host",
+        "port",
+        "path",
+        "db",
+        "username",
+        "password",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "socket_keepalive_options",
+        "retry_on_timeout",
+        "encoding",
+        "encoding_errors",
+        "decode_responses",
+        "client_name",
+        "health_check_interval",
+        "protocol",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_data",
+        "ssl_check_hostname",
+        "ssl_min_version",
+        "ssl_ciphers",
+    }
+)
+
+
+def _portable(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in kwargs.items() if name in _PORTABLE_KWARGS}
+
+
+def async_client_for(client: Redis) -> AsyncRedis:
+    """A ``redis.asyncio`` client (with a pool of its own) that connects like ``client``.
+
+    Plain TCP, TLS and unix-socket pools, and Sentinel pools (as django-redis's
+    ``SentinelConnectionFactory`` builds them), are rebuilt with the asyncio
+    classes, with as many connections at most; other pool classes raise
+    ``ConfigError``. No I/O happens here.
+    """
+    from redis import asyncio as aioredis
+    from redis import connection as sync_connection
+    from redis import sentinel as sync_sentinel
+    from redis.asyncio import sentinel as async_sentinel
+
+    pool = client.connection_pool
+    if isinstance(pool, sync_sentinel.SentinelConnectionPool):
+        manager = pool.sentinel_manager
+        addresses = []
+        sentinel_kwargs: dict[str, Any] = {}
+        for sentinel in manager.sentinels:
+            kwargs = sentinel.connection_pool.connection_kwargs
+            addresses.append((kwargs["host"], kwargs["port"]))
+            sentinel_kwargs = _portable(kwargs)
+        sentinel_kwargs.pop("host", None)
+        sentinel_kwargs.pop("port", None)
+        watcher = async_sentinel.Sentinel(
+            addresses,
+            min_other_sentinels=manager.min_other_sentinels,
+            sentinel_kwargs=sentinel_kwargs,
+            **_portable(manager.connection_kwargs),
+        )
+        kwargs = _portable(pool.connection_kwargs)
+        if pool.is_master:
+            return watcher.master_for(pool.service_name, **kwargs)
+        return watcher.slave_for(pool.service_name, **kwargs)
+    if type(pool) is not sync_connection.ConnectionPool and not isinstance(
+        pool, sync_connection.BlockingConnectionPool
+    ):
+        raise ConfigError(f"no asyncio equivalent of the connection pool {type(pool).__name__}")
+    connection_class = pool.connection_class
+    async_class: type[Any]
+    if issubclass(connection_class, sync_connection.UnixDomainSocketConnection):
+        async_class = aioredis.UnixDomainSocketConnection
+    elif issubclass(connection_class, sync_connection.SSLConnection):
+        async_class = aioredis.SSLConnection
+    else:
+        async_class = aioredis.Connection
+    kwargs = _portable(pool.connection_kwargs)
+    # Blocking: past max_connections, concurrent calls wait for a connection (up to the
+    # socket timeout) instead of failing at once, as a plain asyncio pool would.
+    async_pool = aioredis.BlockingConnectionPool(
+        connection_class=async_class,
+        max_connections=pool.max_connections,
+        timeout=kwargs.get("socket_timeout") or DEFAULT_SOCKET_TIMEOUT,
+        **kwargs,
+    )
+    return aioredis.Redis(connection_pool=async_pool)
 
 
 def client_address(client: Redis) -> str:
