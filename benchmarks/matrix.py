@@ -34,6 +34,7 @@ from django.test.utils import override_settings
 from django_convstore.backends.base import BaseStore
 from django_convstore.backends.redis import RedisStore
 from django_convstore.backends.redis import operations as redis_operations
+from django_convstore.backends.redis.requests import Eval
 from django_convstore.clock import now_ms
 from django_convstore.validation import validate_conversation
 
@@ -241,7 +242,7 @@ def pipelined_put(store: RedisStore, ids: range, *, batch: int = 2_000) -> None:
     for n, i in enumerate(ids, 1):
         conversation = validate_conversation(conversation_dict(f"c{i}", now))
         request = next(redis_operations.put(store.layout, conversation, now=now))
-        assert isinstance(request, redis_operations.Eval)
+        assert isinstance(request, Eval)
         keys = request.keys
         pipe.execute_command("EVALSHA", request.script.sha, len(keys), *keys, *request.args)
         if n % batch == 0:

@@ -75,8 +75,8 @@ class WrappedRedisStore(RedisStore):
     """The Redis store with the base class's async twins: ``sync_to_async`` on one thread."""
 
     async_thread_sensitive: ClassVar[bool] = True
-    _aappend = BaseStore._aappend  # type: ignore[assignment]
-    _aload = BaseStore._aload  # type: ignore[assignment]
+    _aappend = BaseStore._aappend
+    _aload = BaseStore._aload
 
 
 def paired(
@@ -243,7 +243,7 @@ def peers(server: RedisServer, store: RedisStore, quick: bool) -> list[Row]:
         items = session.prepare(messages(0, 1000))
         session.fill("read", hundred)
         store.save("peer-read", hundred)
-        for name, ours, theirs in (
+        sessions: tuple[tuple[str, Callable[[], object], Callable[[], object]], ...] = (
             ("add_items(1,000) vs RedisSession",
              lambda: store.append("peer-add", messages(0, 1000)),
              lambda: session.append("add", items)),
@@ -251,7 +251,8 @@ def peers(server: RedisServer, store: RedisStore, quick: bool) -> list[Row]:
              lambda: store.load("peer-read"), lambda: session.load("read")),
             ("get_items(limit=20) of 100 vs RedisSession",
              lambda: store.load("peer-read", last=20), lambda: session.load_last("read", 20)),
-        ):  # fmt: skip
+        )  # fmt: skip
+        for name, ours, theirs in sessions:
             mine, other = paired(ours, theirs, calls=calls)
             rows.append(row(name, mine, other, limit=1.0))
         session.close()
@@ -268,7 +269,7 @@ def peers(server: RedisServer, store: RedisStore, quick: bool) -> list[Row]:
             store.save(f"doomed-{cid}", messages(0, 10))
         doomed_ours = iter(range(10**9))
         doomed_theirs = iter(range(10**9))
-        for name, ours, theirs in (
+        cases: tuple[tuple[str, Callable[[], object], Callable[[], object]], ...] = (
             ("add_messages (1 message) vs LangChain",
              lambda: store.append("lc-add", [message(next(counter))]),
              lambda: history.append("add", one)),
@@ -277,7 +278,8 @@ def peers(server: RedisServer, store: RedisStore, quick: bool) -> list[Row]:
             ("clear() of 10 vs LangChain",
              lambda: store.delete(f"doomed-{next(doomed_ours)}"),
              lambda: history.delete(f"doomed-{next(doomed_theirs)}")),
-        ):  # fmt: skip
+        )  # fmt: skip
+        for name, ours, theirs in cases:
             mine, other = paired(ours, theirs, calls=calls)
             rows.append(row(name, mine, other, limit=1.0))
         history.close()
@@ -309,13 +311,13 @@ def native_async(server: RedisServer, quick: bool) -> list[Row]:
     native = build(server, "async-native")
     wrapped = build(server, "async-wrapped", WrappedRedisStore)
     rounds = 3 if quick else 7
-    rows = []
+    rows: list[Row] = []
     loop = asyncio.new_event_loop()
     try:
         for store in (native, wrapped):
             for i in range(200):
                 store.save(f"read-{i}", messages(0, 20))
-        results = {}
+        results: dict[str, tuple[float, float]] = {}
         for label, store in (("native", native), ("wrapped", wrapped)):
             results[label] = (
                 throughput(
@@ -428,7 +430,7 @@ def server_time(server: RedisServer, store: RedisStore, quick: bool) -> list[Row
     ]  # fmt: skip
     rows = []
     for name, ours, theirs, n in cases:
-        results = []
+        results: list[float | None] = []
         for operation in (ours, theirs):
             if operation is None:
                 results.append(None)
@@ -442,8 +444,8 @@ def server_time(server: RedisServer, store: RedisStore, quick: bool) -> list[Row
                 best = min(best, _usec_per_call(server))
             results.append(best)
         mine, before = results
+        assert mine is not None
         if name == "pop(1)":
-            assert mine is not None
             mine = mine * 2  # two scripts per call: report their sum
             name = "pop(1) + the append restoring the length"
         rows.append(

@@ -1,31 +1,30 @@
-"""ZeroDB store: HTTP requests per operation, connection reuse, and the original's algorithm.
+"""ZeroDB store: requests per operation, cost at 10 vs 10,000 messages, contention latencies.
 
 Runs against its own ZeroDB-compatible server (``tests.servers.zerodb_server``)
-on loopback, which counts requests, body bytes and TCP connections. The claims:
+on loopback, which counts requests and answers queries from the indexes the
+tables declare (as a real service would). The claims:
 
-* HTTP requests per operation do not depend on the conversation's length:
-  ``load`` <= 2, ``append`` <= 2, ``exists`` <= 1, ``save`` <= 3 (when the
-  process already knows the conversation; "cold" rows show the first touch).
-  Measured at 10, 1,000 and 5,000 messages, written in batches of 1,000
-  ("batched") and one message per append ("chat"). A load reads at most
-  1,000 message rows per request, so a chat-style conversation of more than
-  1,000 appends costs one more request per further 1,000 appends: reported,
-  not hidden.
-* Sequential operations reuse one TCP connection.
-* An append uploads the same few hundred bytes at 5,000 messages as at 10,
-  while the TypeScript original's algorithm (read the conversation document,
-  add the message, write the whole document back), run on the same server,
-  uploads the whole conversation every time.
+* HTTP requests per operation do not depend on the conversation's length
+  (measured at 10 and 10,000 messages); ``load(last=20)`` costs at most 3.
+* ``load(last=20)``, ``append``, ``pop(1)`` and ``truncate`` to a length near
+  the end take at 10,000 messages at most 1.5x their time at 10 (medians of
+  calls alternating between the two conversations, so both see the same
+  machine noise).
+* Under contention nobody gives up: N processes appending to one
+  conversation all succeed; p50/p99/max per append, with no injected
+  latency and with 50 ms per request.
 
-    python -m benchmarks.zerodb_bench [--quick]
+    python -m benchmarks.zerodb_bench [--quick] [--contention-appends N]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -35,45 +34,47 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 django.setup()
 
-import requests  # noqa: E402
-
 from django_convstore import create_store  # noqa: E402
 from django_convstore.backends.zerodb import ZeroDBStore  # noqa: E402
 from tests.servers.zerodb_server import ZeroDBServer  # noqa: E402
 
 from .timing import markdown_table  # noqa: E402
 
-TARGETS = {"load": 2, "append": 2, "exists": 1, "save": 3}
+RATIO_TARGET = 1.5
+LOAD_LAST_REQUESTS = 3
 
 
-def text(i: int) -> dict[str, str]:
-    return {"role": "user" if i % 2 == 0 else "assistant", "content": f"message number {i} " * 4}
+def text(i: int, prefix: str = "m") -> dict[str, str]:
+    return {
+        "id": f"{prefix}{i}",
+        "role": "user" if i % 2 == 0 else "assistant",
+        "content": f"message number {i} " * 4,
+    }
+
+
+def config(server: ZeroDBServer, **options: Any) -> dict[str, Any]:
+    return {
+        "BACKEND": "django_convstore.backends.zerodb.ZeroDBStore",
+        "NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
+        "OPTIONS": {
+            "BASE_URL": server.base_url,
+            "PROJECT_ID": server.project_id,
+            "API_KEY": server.api_key,
+            "MAX_RETRIES": 8,
+            **options,
+        },
+    }
 
 
 def make_store(server: ZeroDBServer) -> ZeroDBStore:
-    store = create_store(
-        {
-            "BACKEND": "django_convstore.backends.zerodb.ZeroDBStore",
-            "NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
-            "OPTIONS": {
-                "BASE_URL": server.base_url,
-                "PROJECT_ID": server.project_id,
-                "API_KEY": server.api_key,
-            },
-        },
-        alias="bench",
-    )
+    store = create_store(config(server), alias="bench")
     assert isinstance(store, ZeroDBStore)
     return store
 
 
-def build(store: ZeroDBStore, cid: str, length: int, layout: str) -> None:
-    if layout == "chat":
-        for i in range(length):
-            store.append(cid, [text(i)])
-        return
-    store.save(cid, [text(i) for i in range(min(length, 1000))])
-    for start in range(1000, length, 1000):
+def build(store: ZeroDBStore, cid: str, length: int) -> None:
+    """A chat-like conversation: appends (of up to 1,000 messages), one row per message."""
+    for start in range(0, length, 1000):
         store.append(cid, [text(i) for i in range(start, min(length, start + 1000))])
 
 
@@ -83,115 +84,191 @@ def requests_for(server: ZeroDBServer, operation: Callable[[], object]) -> int:
     return tally.requests
 
 
-def request_counts(server: ZeroDBServer, length: int, layout: str) -> dict[str, int]:
+def request_counts(server: ZeroDBServer, length: int) -> dict[str, int]:
     """Requests per operation on a conversation of ``length`` messages."""
     store = make_store(server)
-    build(store, "c", length, layout)
+    build(store, "c", length - 3)
+    build(store, "d", length)
     counts = {
-        "load": requests_for(server, lambda: store.load("c")),
         "load(last=20)": requests_for(server, lambda: store.load("c", last=20)),
         "exists": requests_for(server, lambda: store.exists("c")),
         "get_ttl": requests_for(server, lambda: store.get_ttl("c")),
-        "append": requests_for(server, lambda: store.append("c", [text(0)])),
+        "append (1 message)": requests_for(server, lambda: store.append("c", [text(0, "a")])),
+        "append (3 messages)": requests_for(
+            server, lambda: store.append("c", [text(i, "b") for i in range(3)])
+        ),
+        "append (ids already there)": requests_for(
+            server, lambda: store.append("c", [text(0, "a")])
+        ),
+        "pop(1)": requests_for(server, lambda: store.pop("c")),
+        # (the conversation has length + 4 - 1 messages now)
+        "truncate(length - 2)": requests_for(server, lambda: store.truncate("c", length - 2)),
         "set_ttl": requests_for(server, lambda: store.set_ttl("c", 3600)),
+        "update_metadata": requests_for(server, lambda: store.update_metadata("c", {"k": 1})),
     }
-    store._cache.clear()
-    counts["append (cold)"] = requests_for(server, lambda: store.append("c", [text(1)]))
-    counts["save"] = requests_for(server, lambda: store.save("c", [text(2)] * 10))
-    build(store, "d", length, layout)
-    store._cache.clear()
-    counts["save (cold)"] = requests_for(server, lambda: store.save("d", [text(3)] * 10))
-    counts["delete"] = requests_for(server, lambda: store.delete("c"))
+    store.tables.cache.clear()
+    counts["append (header not seen yet)"] = requests_for(
+        server, lambda: store.append("c", [text(1, "a")])
+    )
+    counts["save (10 messages)"] = requests_for(
+        server, lambda: store.save("c", [text(i, "s") for i in range(10)])
+    )
+    counts["delete"] = requests_for(server, lambda: store.delete("d"))
     counts["append (new conversation)"] = requests_for(
-        server, lambda: store.append("new", [text(4)])
+        server, lambda: store.append("new", [text(0)])
+    )
+    counts["create (new conversation)"] = requests_for(
+        server, lambda: store.create("new2", [text(0)])
     )
     store.clear()
     store.close()
     return counts
 
 
-def connections_for_sequential_ops(server: ZeroDBServer, operations: int) -> tuple[int, int]:
-    """(requests, TCP connections) for ``operations`` sequential operations on a fresh store."""
+def alternating(
+    small: Callable[[], object],
+    large: Callable[[], object],
+    *,
+    calls: int,
+    restore: tuple[Callable[[], object], Callable[[], object]] | None = None,
+) -> tuple[float, float]:
+    """Median seconds per call of ``small`` and ``large``, timed alternately (each followed,
+    untimed, by its ``restore``)."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(calls):
+        for operation, samples, index in ((small, a, 0), (large, b, 1)):
+            start = time.perf_counter()
+            operation()
+            samples.append(time.perf_counter() - start)
+            if restore is not None:
+                restore[index]()
+    return statistics.median(a), statistics.median(b)
+
+
+def length_ratios(server: ZeroDBServer, large: int, calls: int) -> list[dict[str, object]]:
+    """Time of each operation at ``large`` messages vs at 10."""
     store = make_store(server)
-    with server.counting() as tally:
-        store.save("seq", [text(0)])
-        for i in range(operations):
-            if i % 3 == 0:
-                store.append("seq", [text(i)])
-            elif i % 3 == 1:
-                store.load("seq", last=5)
-            else:
-                store.exists("seq")
-        store.delete("seq")
-    store.close()
-    return tally.requests, tally.connections
+    build(store, "small", 10)
+    build(store, "large", large)
+    counter = iter(range(10**9))
 
+    def again(cid: str) -> Callable[[], object]:
+        return lambda: store.append(cid, [text(next(counter), "r")])
 
-class OriginalDocumentStore:
-    """The TypeScript original's algorithm on the same API: one document row per conversation.
+    def near_end(cid: str) -> Callable[[], object]:
+        def cut() -> object:
+            header = store.tables.cache.get(cid)
+            assert header is not None
+            return store.truncate(cid, header.message_count - 1)
 
-    ``append`` reads the document, adds the messages, and writes the whole
-    document back (``PUT rows/{row_id}``), as the original does against its
-    backends.
-    """
+        return cut
 
-    def __init__(self, server: ZeroDBServer, table: str) -> None:
-        self.session = requests.Session()
-        self.session.headers["X-API-Key"] = server.api_key
-        self.url = f"{server.tables_url}/{table}"
-        self.session.post(server.tables_url, json={"name": table, "table_name": table})
-
-    def save(self, cid: str, messages: list[dict[str, Any]]) -> None:
-        self.session.post(
-            f"{self.url}/rows", json={"row_data": {"id": cid, "messages": messages}}
-        ).raise_for_status()
-
-    def append(self, cid: str, messages: list[dict[str, Any]]) -> None:
-        found = self.session.post(f"{self.url}/query", json={"filter": {"id": cid}, "limit": 1})
-        row = found.json()["data"][0]
-        document = row["row_data"]
-        document["messages"].extend(messages)
-        self.session.put(
-            f"{self.url}/rows/{row['row_id']}", json={"row_data": document}
-        ).raise_for_status()
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def append_costs(
-    server: ZeroDBServer, length: int, calls: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Upload bytes and median seconds per one-message append: (ours, original)."""
-    ours = make_store(server)
-    build(ours, "c", length, "batched")
-    original = OriginalDocumentStore(server, "original_documents")
-    cid = f"doc-{uuid.uuid4().hex[:8]}"
-    original.save(cid, [text(i) for i in range(length)])
-    results: dict[str, dict[str, list[float]]] = {
-        "ours": {"bytes": [], "seconds": []},
-        "original": {"bytes": [], "seconds": []},
-    }
-    for i in range(calls):
-        appends: tuple[tuple[str, Callable[[int], object]], ...] = (
-            ("ours", lambda n: ours.append("c", [text(n)])),
-            ("original", lambda n: original.append(cid, [text(n)])),
+    cases: list[tuple[str, Callable[[], object], Callable[[], object], Any]] = [
+        (
+            "load(last=20)",
+            lambda: store.load("small", last=20),
+            lambda: store.load("large", last=20),
+            None,
+        ),
+        ("append (1 message)", again("small"), again("large"), None),
+        (
+            "pop(1)",
+            lambda: store.pop("small"),
+            lambda: store.pop("large"),
+            (again("small"), again("large")),
+        ),
+        (
+            "truncate to length - 1",
+            near_end("small"),
+            near_end("large"),
+            (again("small"), again("large")),
+        ),
+    ]
+    rows = []
+    for name, small, big, restore in cases:
+        for _ in range(3):  # warm both
+            small()
+            big()
+            if restore is not None:
+                restore[0]()
+                restore[1]()
+        at_small, at_large = alternating(small, big, calls=calls, restore=restore)
+        ratio = at_large / at_small
+        rows.append(
+            row(
+                f"{name}: ms at {large:,} msgs (vs 10)",
+                f"{at_large * 1000:.2f}",
+                f"{at_small * 1000:.2f}",
+                f"{ratio:.2f}x",
+                f"<= {RATIO_TARGET}x",
+                "yes" if ratio <= RATIO_TARGET else "NO",
+            )
         )
-        for name, append in appends:
-            with server.counting() as tally:
-                started = time.perf_counter()
-                append(i)
-                elapsed = time.perf_counter() - started
-            results[name]["bytes"].append(tally.request_bytes)
-            results[name]["seconds"].append(elapsed)
-    ours.clear()
-    ours.close()
-    original.close()
-    summary = {
-        name: {"bytes": statistics.median(v["bytes"]), "seconds": statistics.median(v["seconds"])}
-        for name, v in results.items()
-    }
-    return summary["ours"], summary["original"]
+    store.clear()
+    store.close()
+    return rows
+
+
+def _contender(
+    settings: dict[str, Any], worker: int, appends: int, barrier: Any, results: Any
+) -> None:
+    """One process: ``appends`` one-message appends to the shared conversation, timed."""
+    try:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+        django.setup()
+        store = create_store(settings, alias=f"contender{worker}")
+        barrier.wait(timeout=300)
+        durations = []
+        for number in range(appends):
+            message = {"id": f"w{worker}-{number}", "role": "user", "content": f"{number}"}
+            started = time.perf_counter()
+            store.append("shared", [message])
+            durations.append(time.perf_counter() - started)
+        store.close()
+        results.put(("ok", durations))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+        raise
+
+
+def contention(
+    server: ZeroDBServer, writers: int, appends: int, latency: float
+) -> tuple[list[float], float, int]:
+    """Every append's seconds, the wall time, and how many messages were stored."""
+    settings = config(server)
+    server.set_latency(latency)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(writers + 1)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_contender, args=(settings, w, appends, barrier, results))
+        for w in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    barrier.wait(timeout=300)
+    started = time.perf_counter()
+    reports = [results.get(timeout=3600) for _ in processes]
+    wall = time.perf_counter() - started
+    for process in processes:
+        process.join(timeout=60)
+    server.set_latency(0)
+    errors = [report[1] for report in reports if report[0] == "error"]
+    if errors:
+        raise RuntimeError(errors[0])
+    checker = create_store(settings, alias="checker")
+    loaded = checker.load("shared")
+    stored = 0 if loaded is None else len({m.id for m in loaded.messages})
+    assert loaded is None or loaded.metadata.message_count == stored
+    checker.clear()
+    checker.close()
+    return [d for report in reports for d in report[1]], wall, stored
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def row(
@@ -212,61 +289,55 @@ def row(
     }
 
 
-def run(quick: bool = False) -> list[dict[str, object]]:
+def run(
+    quick: bool = False, *, contention_runs: list[tuple[int, int, float]] | None = None
+) -> list[dict[str, object]]:
     """Start a server, measure, and return the result rows (also used by ``benchmarks``)."""
-    sizes = (10, 1000, 5000)
-    chat_sizes = (10, 1000) if quick else sizes
-    calls = 10 if quick else 30
+    large = 2000 if quick else 10_000
+    calls = 15 if quick else 60
+    if contention_runs is None:
+        contention_runs = [(4, 20, 0.0)] if quick else [(8, 200, 0.0), (8, 40, 0.05)]
     rows: list[dict[str, object]] = []
     with ZeroDBServer() as server:
         warm = make_store(server)
         warm.append("warm-up", [text(0)])  # creates the tables, checks the filter support
         warm.clear()
         warm.close()
-        for layout, lengths in (("batched", sizes), ("chat", chat_sizes)):
-            per_size = {n: request_counts(server, n, layout) for n in lengths}
-            for operation in per_size[lengths[0]]:
-                figures = [per_size[n][operation] for n in lengths]
-                target = TARGETS.get(operation)
-                met = "-" if target is None else ("yes" if max(figures) <= target else "NO")
-                rows.append(
-                    row(
-                        f"requests: {operation} ({layout}; {' / '.join(map(str, lengths))} msgs)",
-                        " / ".join(map(str, figures)),
-                        target="-" if target is None else f"<= {target}",
-                        met=met,
-                    )
-                )
-        operations = 30 if quick else 100
-        total, connections = connections_for_sequential_ops(server, operations)
-        rows.append(
-            row(
-                f"TCP connections for {operations + 2} sequential operations ({total} requests)",
-                connections,
-                target=1,
-                met="yes" if connections == 1 else "NO",
-            )
-        )
-        small_ours, _ = append_costs(server, 10, calls)
-        for length in sizes[1:]:
-            ours, original = append_costs(server, length, calls)
+        per_length = {n: request_counts(server, n) for n in (10, large)}
+        for operation in per_length[10]:
+            figures = [per_length[n][operation] for n in (10, large)]
+            same = figures[0] == figures[1]
+            target, met = "same at both lengths", "yes" if same else "NO"
+            if operation == "load(last=20)":
+                target = f"<= {LOAD_LAST_REQUESTS}, same at both lengths"
+                met = "yes" if same and max(figures) <= LOAD_LAST_REQUESTS else "NO"
             rows.append(
                 row(
-                    f"append upload bytes at {length} msgs (vs {small_ours['bytes']:.0f} at 10)",
-                    f"{ours['bytes']:.0f}",
-                    f"{original['bytes']:.0f}",
-                    f"{original['bytes'] / ours['bytes']:.0f}x less",
-                    target="same as at 10 msgs",
-                    met="yes" if ours["bytes"] <= 1.1 * small_ours["bytes"] else "NO",
+                    f"requests: {operation} (10 / {large:,} msgs)",
+                    " / ".join(map(str, figures)),
+                    target=target,
+                    met=met,
                 )
             )
+        rows.extend(length_ratios(server, large, calls))
+        for writers, appends, latency in contention_runs:
+            durations, wall, stored = contention(server, writers, appends, latency)
+            expected = writers * appends
             rows.append(
                 row(
-                    f"append median ms at {length} msgs "
-                    f"(vs {small_ours['seconds'] * 1e3:.2f} at 10)",
-                    f"{ours['seconds'] * 1e3:.2f}",
-                    f"{original['seconds'] * 1e3:.2f}",
-                    f"{original['seconds'] / ours['seconds']:.1f}x faster",
+                    f"contention: {writers} processes x {appends} appends to one conversation, "
+                    f"{latency * 1000:.0f} ms latency: p50 / p99 / max per append "
+                    f"({expected / wall:.0f} appends/s)",
+                    " / ".join(
+                        f"{x * 1000:.0f} ms"
+                        for x in (
+                            statistics.median(durations),
+                            percentile(durations, 0.99),
+                            max(durations),
+                        )
+                    ),
+                    target=f"all {expected} stored once",
+                    met="yes" if stored == expected and len(durations) == expected else "NO",
                 )
             )
     return rows
@@ -274,9 +345,19 @@ def run(quick: bool = False) -> list[dict[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller chat-style runs")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument(
+        "--contention",
+        nargs=3,
+        action="append",
+        metavar=("WRITERS", "APPENDS", "LATENCY_MS"),
+        help="contention runs to measure instead of the default ones (repeatable)",
+    )
     args = parser.parse_args()
-    print(markdown_table(run(quick=args.quick)))
+    runs = None
+    if args.contention:
+        runs = [(int(w), int(a), float(ms) / 1000) for w, a, ms in args.contention]
+    print(markdown_table(run(quick=args.quick, contention_runs=runs)))
 
 
 if __name__ == "__main__":

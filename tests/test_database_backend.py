@@ -476,11 +476,13 @@ def test_load_last_reads_only_the_tail(db_store):
 
 # Statements per operation, BEGIN/COMMIT included, for (SQLite, PostgreSQL, MySQL/MariaDB).
 # PostgreSQL: one statement per write and per read (in autocommit: one round trip).
-# SQLite: BEGIN IMMEDIATE … COMMIT around the writes; MySQL: START TRANSACTION … COMMIT.
+# SQLite: BEGIN IMMEDIATE … COMMIT around the writes (an append to a live conversation of
+# the caller: INSERT … SELECT, UPDATE … RETURNING; otherwise the general path follows the
+# INSERT that inserted nothing); MySQL: START TRANSACTION … COMMIT.
 STATEMENTS = {
-    "append (creates)": (5, 1, 5),
-    "append": (5, 1, 5),
-    "append (only ids already present)": (4, 1, 4),
+    "append (creates)": (6, 1, 5),
+    "append": (4, 1, 5),
+    "append (only ids already present)": (5, 1, 4),
     "save (creates, 100 messages)": (5, 1, 5),
     "save (replaces, 100 messages)": (6, 1, 6),
     "save (merges metadata)": (6, 1, 6),
@@ -762,9 +764,14 @@ def scratch_database(db_alias: str, tmp_path: Path) -> Iterator[tuple[str, Datab
             cursor.execute(f"DROP DATABASE {name}")
 
 
-def migrate(alias: str, target: str) -> Any:
-    """Migrate ``alias`` to ``django_convstore``'s ``target``; the app registry of that state."""
+def migrate(alias: str, target: str | None) -> Any:
+    """Migrate ``alias`` to ``django_convstore``'s ``target`` (None: the latest one).
+
+    Returns the app registry of that state.
+    """
     executor = MigrationExecutor(connections[alias])
+    if target is None:
+        ((_app, target),) = executor.loader.graph.leaf_nodes("django_convstore")
     executor.migrate([("django_convstore", target)])
     return executor.loader.project_state([("django_convstore", target)]).apps
 
@@ -813,7 +820,7 @@ def test_rows_written_by_0_1_keep_working_after_migrating(db_alias, tmp_path):
             first_position=7,
         )
 
-        migrate(alias, "0003_message_ids_unique")
+        migrate(alias, None)
 
         loaded = store.load("a", owner="7")
         assert [m.to_dict() for m in loaded.messages] == [
@@ -998,3 +1005,32 @@ def wait_for_a_lock_wait(alias: str) -> None:
                 return
             time.sleep(0.01)
     pytest.fail("nobody waited for the lock")
+
+
+@postgres_only()
+@pytest.mark.parametrize("prepared", [True, False])
+def test_postgresql_statements_are_prepared_unless_turned_off(prepared):
+    store = create_store(
+        {
+            "BACKEND": BACKEND,
+            "NAMESPACE": f"p{uuid.uuid4().hex[:8]}",
+            "OPTIONS": {"DATABASE": POSTGRES_ALIAS, "PREPARED_STATEMENTS": prepared},
+        }
+    )
+    connection = connections[POSTGRES_ALIAS]
+    connection.close()  # a fresh session: no prepared statements yet
+    for index in range(3):
+        store.append("c", [{**MESSAGE, "id": str(index)}])
+        store.load("c", last=2)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        statements = [statement for (statement,) in cursor.fetchall()]
+    assert len(statements) == (2 if prepared else 0)  # the append and the load
+    assert connection.connection.prepare_threshold is None  # Django's setting is kept
+    assert [m.id for m in store.load("c").messages] == ["0", "1", "2"]
+    store.clear()
+
+
+def test_prepared_statements_option_must_be_a_boolean():
+    with pytest.raises(ImproperlyConfigured, match="PREPARED_STATEMENTS"):
+        create_store({"BACKEND": BACKEND, "OPTIONS": {"PREPARED_STATEMENTS": "yes"}})

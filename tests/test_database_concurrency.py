@@ -387,8 +387,12 @@ def test_readers_never_see_a_mix_while_writers_save_and_append(db_store):
 
 
 @postgres_only()
-def test_losing_the_race_to_create_a_conversation_runs_again():
-    """Another transaction inserts the row first: the append waits, then runs again locked."""
+def test_losing_the_race_to_create_a_conversation_appends_to_the_winners():
+    """Another transaction inserts the row first: the append waits, then appends to its row.
+
+    ``convstore_append`` handles the race inside its one call: its INSERT of the
+    row waits for the other transaction, finds the conflict, and locks the winner's row.
+    """
     import psycopg
 
     store = create_store(
@@ -439,6 +443,6 @@ def test_losing_the_race_to_create_a_conversation_runs_again():
 
     assert len(results) == 1
     assert results[0].owner == "winner" and results[0].message_count == 1
-    assert statements == ["WITH", "BEGIN", "SELECT", "WITH", "COMMIT"]
+    assert statements == ["SELECT"]  # still one statement, one round trip
     assert [m.content for m in store.load("c").messages] == ["mine"]
     store.clear()

@@ -121,3 +121,27 @@ def test_wrong_key_is_an_auth_error_without_the_key():
     assert "API_KEY" in str(info.value)
     assert wrong not in str(info.value) and API_KEY not in str(info.value)
     bad.close()
+
+
+def test_message_model_owner_idempotency_pop_and_truncate(store):
+    full = {
+        "id": "t1",
+        "role": "assistant",
+        "content": [{"type": "text", "text": "calling"}],
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+        "name": "helper",
+    }
+    tool = {"id": "t2", "role": "tool", "content": "42", "tool_call_id": "c1"}
+    store.save("m", [full], owner="u1")
+    assert store.append("m", [tool, {"id": "t1", "role": "user", "content": "dup"}], owner="u1")
+    loaded = store.load("m", owner="u1")
+    assert [m.to_dict() for m in loaded.messages] == [
+        {**full, "timestamp": loaded.messages[0].timestamp, "metadata": {}},
+        {**tool, "timestamp": loaded.messages[1].timestamp, "metadata": {}},
+    ]
+    assert store.load("m", owner="u2") is None
+    assert [m.id for m in store.pop("m", owner="u1")] == ["t2"]
+    assert store.truncate("m", 0, owner="u1").message_count == 0
+    assert store.get_stats().total_messages == 0

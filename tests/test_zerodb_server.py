@@ -484,3 +484,100 @@ def test_delay_fault_slows_one_request_and_still_does_the_work(server, http):
     started = time.perf_counter()
     insert(http, table, {"fast": True})
     assert time.perf_counter() - started < 0.2
+
+
+# -- indexes, nth-request faults, request order --------------------------------------------
+
+
+@pytest.fixture
+def indexed(server, http):
+    """A table with a hash index on ``g`` and rows of each ``g`` ordered by ``n``."""
+    response = http.post(
+        server.tables_url, json={"name": "ix", "schema": {"indexes": ["g", ["g", "n"]]}}
+    )
+    assert response.status_code == 200
+    table = f"{server.tables_url}/ix"
+    for i in range(30):
+        insert(http, table, {"g": f"g{i % 3}", "n": (i * 7) % 30, "odd": i % 2 == 1})
+    insert(http, table, {"g": "g0", "n": "not a number"})
+    insert(http, table, {"n": 5})  # no g at all
+    return table
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [
+        {"g": "g1"},
+        {"g": {"$in": ["g0", "g2"]}, "odd": True},
+        {"g": "g0", "n": {"$gte": 4, "$lt": 20}},
+        {"g": "g2", "n": {"$gt": 4, "$lte": 20}},
+        {"g": "g1", "n": {"$in": [1, 2, 3, 100]}},
+        {"g": None},
+        {"n": {"$gte": 10}},
+        {"g": "g0", "n": {"$ne": 3}},
+    ],
+)
+def test_indexes_answer_exactly_like_a_scan(server, http, indexed, filter_):
+    """Indexes only pick candidates: results (and their order) equal a full scan's."""
+    answer = query(http, indexed, filter=filter_, limit=1000).json()
+    with server.app.lock:
+        table = server.app.tables["ix"]
+        scanned = [r["row_id"] for r in table.rows.values() if matches_row(r, filter_)]
+    assert [r["row_id"] for r in answer["data"]] == scanned
+    assert answer["total"] == len(scanned)
+    sorted_answer = query(http, indexed, filter=filter_, sort={"n": -1}, limit=1000).json()
+    assert sorted(r["row_id"] for r in sorted_answer["data"]) == sorted(scanned)
+
+
+def matches_row(row: dict[str, Any], filter_: dict[str, Any]) -> bool:
+    from tests.servers.zerodb_filters import matches
+
+    return matches(row["row_data"], filter_)
+
+
+def test_indexes_follow_updates_and_deletes(server, http, indexed):
+    ranged = {"g": "g1", "n": {"$gte": 100}}
+    assert query(http, indexed, filter=ranged).json()["total"] == 0
+    reply = http.put(
+        f"{indexed}/rows/bulk",
+        json={"filter": {"g": "g1", "n": {"$lt": 10}}, "update": {"$inc": {"n": 100}}},
+    )
+    moved = reply.json()["matched_count"]
+    assert moved > 0 and query(http, indexed, filter=ranged).json()["total"] == moved
+    http.put(f"{indexed}/rows/bulk", json={"filter": {"g": "g1"}, "update": {"$set": {"g": "x"}}})
+    assert query(http, indexed, filter={"g": "g1"}).json()["total"] == 0
+    assert query(http, indexed, filter={"g": "x", "n": {"$gte": 100}}).json()["total"] == moved
+    http.request("DELETE", f"{indexed}/rows/bulk", json={"filter": {"g": "x"}})
+    assert query(http, indexed, filter={"g": "x", "n": {"$gte": 0}}).json()["total"] == 0
+    row = insert(http, indexed, {"g": "x", "n": 500})
+    assert query(http, indexed, filter={"g": "x", "n": {"$gt": 499}}).json()["total"] == 1
+    http.delete(f"{indexed}/rows/{row['row_id']}")
+    assert query(http, indexed, filter={"g": "x"}).json()["total"] == 0
+
+
+def test_a_fault_can_target_the_nth_matching_request(server, http):
+    table = make_table(http, server)
+    server.fail(times=1, status=503, route="rows.insert", nth=3)
+    codes = [http.post(f"{table}/rows", json={"row_data": {"i": i}}).status_code for i in range(4)]
+    assert codes == [201, 201, 503, 201]
+    server.drop(times=1, nth=2, after_commit=True)  # any route: the second request from now
+    assert http.get(f"{table}/rows").status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        http.post(f"{table}/rows", json={"row_data": {"i": 9}})
+    assert [r["row_data"]["i"] for r in server.rows("t")] == [0, 1, 3, 9]
+    server.rate_limit(times=1, retry_after=0, route="rows.insert", after_commit=True)
+    assert http.post(f"{table}/rows", json={"row_data": {"i": 10}}).status_code == 429
+    assert server.rows("t")[-1]["row_data"] == {"i": 10}
+
+
+def test_counting_records_the_order_of_requests(server, http):
+    table = make_table(http, server)
+    with server.counting() as tally:
+        insert(http, table, {"a": 1})
+        query(http, table, filter={})
+        http.get(f"{table}/rows")
+    assert tally.sequence == [
+        ("rows.insert", "POST"),
+        ("rows.query", "POST"),
+        ("rows.list", "GET"),
+    ]

@@ -672,11 +672,11 @@ class BaseStore:
 
     async def aclear(self) -> int:
         """See :meth:`clear`."""
-        return await self._run_sync(self._clear)
+        return await self._aclear()
 
     async def alist(self) -> builtins.list[str]:
         """See :meth:`list`."""
-        return await self._run_sync(self._list)
+        return await self._alist()
 
     async def alist_conversations(
         self,
@@ -696,18 +696,12 @@ class BaseStore:
         self, *, include_expired: bool = False, batch_size: int = 100, owner: str | None = None
     ) -> AsyncIterator[Conversation]:
         """See :meth:`iter_conversations`."""
-        iterator = self.iter_conversations(
-            include_expired=include_expired, batch_size=batch_size, owner=owner
-        )
-
-        def fetch() -> Any:
-            return next(iterator, _sentinel)
-
-        while True:
-            item = await self._run_sync(fetch)
-            if item is _sentinel:
-                return
-            yield item
+        batch_size = validation.validate_positive_int(batch_size, "batch_size", minimum=1)
+        owner_ = validation.validate_owner(owner)
+        async for conversation in self._aiter_conversations(
+            include_expired=bool(include_expired), batch_size=batch_size, owner=owner_
+        ):
+            yield conversation
 
     async def aput(self, conversation: Conversation | Mapping[str, Any]) -> None:
         """See :meth:`put`."""
@@ -725,11 +719,11 @@ class BaseStore:
 
     async def aget_stats(self) -> StoreStats:
         """See :meth:`get_stats`."""
-        return await self._run_sync(self._get_stats)
+        return await self._aget_stats()
 
     async def acleanup(self) -> int:
         """See :meth:`cleanup`."""
-        return await self._run_sync(self._cleanup)
+        return await self._acleanup()
 
     async def aget_ttl(self, conversation_id: str, *, owner: str | None = None) -> int:
         """See :meth:`get_ttl`."""
@@ -968,3 +962,32 @@ class BaseStore:
 
     async def _aclose(self) -> None:
         await self._run_sync(self._close)
+
+    async def _aclear(self) -> int:
+        return await self._run_sync(self._clear)
+
+    async def _alist(self) -> builtins.list[str]:
+        return await self._run_sync(self._list)
+
+    async def _aget_stats(self) -> StoreStats:
+        return await self._run_sync(self._get_stats)
+
+    async def _acleanup(self) -> int:
+        return await self._run_sync(self._cleanup)
+
+    async def _aiter_conversations(
+        self, *, include_expired: bool, batch_size: int, owner: str | None
+    ) -> AsyncIterator[Conversation]:
+        """Default: the sync iterator, one item per ``_run_sync`` call."""
+        iterator = self._iter_conversations(
+            include_expired=include_expired, batch_size=batch_size, owner=owner
+        )
+
+        def fetch() -> Any:
+            return next(iterator, _sentinel)
+
+        while True:
+            item = await self._run_sync(fetch)
+            if item is _sentinel:
+                return
+            yield item

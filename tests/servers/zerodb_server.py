@@ -46,6 +46,7 @@ Fault injection (``route`` is a route name or a prefix such as ``"rows."``;
 ``method`` an HTTP method; both optional; each fault fires ``times`` times)::
 
     server.rate_limit(times=1, retry_after=2)      # 429 + Retry-After (seconds; None = no header)
+    server.fail(status=503, route="rows.query", nth=3)  # only the 3rd matching request
     server.fail(times=1, status=500)               # 500 {"detail", "message"}; any status works
     server.fail(status=503, after_commit=True)     # do the work, then answer 503
     server.fail(status=200, body=b"<html>")        # a raw (malformed) reply
@@ -55,13 +56,21 @@ Fault injection (``route`` is a route name or a prefix such as ``"rows."``;
     server.set_latency(0.05)                       # every request sleeps first (outside the lock)
     server.clear_faults()
 
+Every fault takes ``nth`` (fire on the nth matching request, letting earlier ones
+through) and, except ``delay``, ``after_commit`` (answer after doing the work).
+
+Indexes: a table created with ``schema={"indexes": [...]}`` answers queries
+from hash indexes (``"field"``) and ordered ones (``["field", "number field"]``)
+instead of scanning every row (see :mod:`tests.servers.zerodb_index`).
+
 Counters: ``server.request_count`` (all requests), ``server.route_counts()``
 (``{route: n}``), ``server.connection_count`` (TCP connections accepted:
 sequential requests over one keep-alive connection count 1),
 ``server.reset_counters()``, and ``with server.counting() as tally: ...``
 then ``tally.requests``, ``tally.routes``, ``tally.connections``,
 ``tally.request_bytes`` and ``tally.response_bytes`` (body bytes; the deltas
-while the block ran).
+while the block ran) and ``tally.sequence`` (``(route, method)`` of each request,
+in order).
 
 State: ``server.rows(table)`` (row envelopes, insertion order),
 ``server.table_names()``, ``server.insert_row(table, row_data)`` (bypasses
@@ -97,6 +106,7 @@ from .zerodb_filters import (
     sort_rows,
     validation_error,
 )
+from .zerodb_index import TableIndex
 
 MAX_LIMIT = 1000
 LARGE_OPERATION = 100
@@ -120,6 +130,7 @@ class _Fault:
     method: str | None = None
     body: bytes | None = None
     seconds: float = 0.0
+    skip: int = 0
 
     def applies(self, route: str, method: str) -> bool:
         if self.route is not None and not (
@@ -138,6 +149,40 @@ class _Table:
     created_at: str
     updated_at: str
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    index: TableIndex = field(default_factory=lambda: TableIndex(None))
+    order: dict[str, int] = field(default_factory=dict)
+    inserted: int = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Store a new row and index it."""
+        self.inserted += 1
+        self.rows[row["row_id"]] = row
+        self.order[row["row_id"]] = self.inserted
+        self.index.add(row["row_id"], self.inserted, row["row_data"])
+
+    def discard(self, row_id: str) -> None:
+        """Delete a row and unindex it."""
+        row = self.rows.pop(row_id)
+        self.index.remove(row_id, self.order.pop(row_id), row["row_data"])
+
+    def change(self, row: dict[str, Any], data: dict[str, Any]) -> None:
+        """Replace a row's data, keeping the indexes right."""
+        order = self.order[row["row_id"]]
+        self.index.remove(row["row_id"], order, row["row_data"])
+        row["row_data"] = data
+        self.index.add(row["row_id"], order, data)
+
+    def matching(self, filter_: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows ``filter_`` matches, in insertion order (an index picks candidates)."""
+        candidates = self.index.candidates(filter_)
+        if candidates is None:
+            rows: Any = self.rows.values()
+        else:
+            rows = sorted(
+                (self.rows[row_id] for row_id in candidates if row_id in self.rows),
+                key=lambda row: self.order[row["row_id"]],
+            )
+        return [row for row in rows if matches(row["row_data"], filter_)]
 
 
 @dataclass
@@ -149,6 +194,8 @@ class Tally:
     connections: int = 0
     request_bytes: int = 0
     response_bytes: int = 0
+    #: ``(route, method)`` of every request, in the order they arrived.
+    sequence: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _now_iso() -> str:
@@ -178,6 +225,8 @@ class ZeroDBApp:
         self.tables: dict[str, _Table] = {}
         self.faults: list[_Fault] = []
         self.routes: Counter[str] = Counter()
+        self.journal: list[tuple[str, str]] = []
+        self.journal_start = 0  # how many entries were trimmed from the front
         self.requests = 0
         self.request_bytes = 0
         self.response_bytes = 0
@@ -198,6 +247,10 @@ class ZeroDBApp:
         with self.lock:
             self.requests += 1
             self.routes[route] += 1
+            self.journal.append((route, method))
+            if len(self.journal) > 200_000:
+                del self.journal[:100_000]
+                self.journal_start += 100_000
             self.request_bytes += int(environ.get("CONTENT_LENGTH") or 0)
             fault = self._take_fault(route, method)
         latency = float(self.options["latency"] or 0)
@@ -236,6 +289,9 @@ class ZeroDBApp:
     def _take_fault(self, route: str, method: str) -> _Fault | None:
         for fault in self.faults:
             if fault.times > 0 and fault.applies(route, method):
+                if fault.skip:
+                    fault.skip -= 1
+                    continue
                 fault.times -= 1
                 return fault
         return None
@@ -450,13 +506,15 @@ class ZeroDBApp:
                 self.options["duplicate_table_status"], f"Table '{name}' already exists"
             )
         now = _now_iso()
+        schema = body.get("schema")
         table = _Table(
             name=name,
             table_id=str(uuid.uuid4()),
             description=str(body.get("description") or ""),
-            schema=body.get("schema"),
+            schema=schema,
             created_at=now,
             updated_at=now,
+            index=TableIndex(schema.get("indexes") if isinstance(schema, dict) else None),
         )
         self.tables[name] = table
         return self.options["create_table_status"], self._table_json(table), {}
@@ -491,7 +549,7 @@ class ZeroDBApp:
             "created_at": now,
             "updated_at": now,
         }
-        table.rows[row["row_id"]] = row
+        table.add(row)
         return self.options["insert_status"], self._envelope(table, row), {}
 
     def _list_rows(self, name: str, *, body: Any, query: dict[str, str]) -> Any:
@@ -510,7 +568,7 @@ class ZeroDBApp:
         sort = check_sort(body.get("sort"))
         skip = self._int(body.get("skip"), "skip", 0, 0, None)
         limit = self._int(body.get("limit"), "limit", 100, 1, MAX_LIMIT)
-        found = [r for r in table.rows.values() if matches(r["row_data"], filter_)]
+        found = table.matching(filter_)
         if sort:
             found = sort_rows(found, sort, lambda r: {**r, **r["row_data"]})
         page = [self._envelope(table, r) for r in found[skip : skip + limit]]
@@ -546,14 +604,14 @@ class ZeroDBApp:
         body = self._object_body(body)
         if not isinstance(body.get("row_data"), dict):
             raise validation_error(["body", "row_data"], "Field required", "missing")
-        row["row_data"] = copy.deepcopy(body["row_data"])
+        table.change(row, copy.deepcopy(body["row_data"]))
         row["updated_at"] = _now_iso()
         return 200, self._envelope(table, row), {}
 
     def _delete_row(self, name: str, row_id: str, *, body: Any, query: dict[str, str]) -> Any:
         table = self._table(name)
         self._row(table, row_id)
-        del table.rows[row_id]
+        table.discard(row_id)
         status = self.options["delete_status"]
         return status, (None if status == 204 else {"success": True, "row_id": row_id}), {}
 
@@ -563,7 +621,7 @@ class ZeroDBApp:
         filter_ = self._filter_from(body)
         if not filter_:
             raise ApiError(400, "A non-empty filter is required for bulk operations")
-        found = [r for r in table.rows.values() if matches(r["row_data"], filter_)]
+        found = table.matching(filter_)
         if len(found) > LARGE_OPERATION and not body.get("confirm_large_operation"):
             raise ApiError(
                 400,
@@ -586,7 +644,7 @@ class ZeroDBApp:
         now = _now_iso()
         for row, data in staged:
             if data != row["row_data"]:
-                row["row_data"] = data
+                table.change(row, data)
                 row["updated_at"] = now
         return (
             200,
@@ -606,7 +664,7 @@ class ZeroDBApp:
         table = self._table(name)
         filter_, found = self._bulk_targets(table, self._object_body(body))
         for row in found:
-            del table.rows[row["row_id"]]
+            table.discard(row["row_id"])
         return (
             200,
             {
@@ -816,8 +874,10 @@ class ZeroDBServer:
         detail: str | None = None,
         after_commit: bool = False,
         body: bytes | None = None,
+        nth: int = 1,
     ) -> None:
-        """Answer the next ``times`` matching requests with ``status`` (and raw ``body``)."""
+        """Answer ``times`` matching requests with ``status`` (and raw ``body``), starting
+        with the ``nth`` matching one (earlier ones pass untouched)."""
         self._add_fault(
             _Fault(
                 "status",
@@ -829,6 +889,7 @@ class ZeroDBServer:
                 route=route,
                 method=method,
                 body=body,
+                skip=nth - 1,
             )
         )
 
@@ -839,9 +900,19 @@ class ZeroDBServer:
         *,
         route: str | None = None,
         method: str | None = None,
+        after_commit: bool = False,
+        nth: int = 1,
     ) -> None:
-        """Answer the next ``times`` matching requests with 429 and ``Retry-After``."""
-        self.fail(times, 429, route=route, method=method, retry_after=retry_after)
+        """Answer ``times`` matching requests with 429 and ``Retry-After`` (from the ``nth``)."""
+        self.fail(
+            times,
+            429,
+            route=route,
+            method=method,
+            retry_after=retry_after,
+            after_commit=after_commit,
+            nth=nth,
+        )
 
     def drop(
         self,
@@ -850,10 +921,14 @@ class ZeroDBServer:
         route: str | None = None,
         method: str | None = None,
         after_commit: bool = True,
+        nth: int = 1,
     ) -> None:
-        """Close the connection without a reply, after (default) or before doing the work."""
+        """Close the connection without a reply, after (default) or before doing the work
+        (from the ``nth`` matching request on)."""
         self._add_fault(
-            _Fault("drop", times, after_commit=after_commit, route=route, method=method)
+            _Fault(
+                "drop", times, after_commit=after_commit, route=route, method=method, skip=nth - 1
+            )
         )
 
     def delay(
@@ -863,9 +938,12 @@ class ZeroDBServer:
         *,
         route: str | None = None,
         method: str | None = None,
+        nth: int = 1,
     ) -> None:
-        """Delay the next ``times`` matching requests by ``seconds`` (then do the work)."""
-        self._add_fault(_Fault("delay", times, seconds=seconds, route=route, method=method))
+        """Delay ``times`` matching requests by ``seconds`` (then work), from the ``nth``."""
+        self._add_fault(
+            _Fault("delay", times, seconds=seconds, route=route, method=method, skip=nth - 1)
+        )
 
     def set_latency(self, seconds: float) -> None:
         """Delay every request by ``seconds`` (0 turns it off)."""
@@ -916,6 +994,8 @@ class ZeroDBServer:
             self.app.requests = 0
             self.app.request_bytes = self.app.response_bytes = 0
             self.app.routes.clear()
+            self.app.journal_start += len(self.app.journal)
+            self.app.journal.clear()
         with self._lock:
             self._connections = 0
 
@@ -926,6 +1006,7 @@ class ZeroDBServer:
         with self.app.lock:
             requests, routes = self.app.requests, Counter(self.app.routes)
             sent, received = self.app.request_bytes, self.app.response_bytes
+            start = self.app.journal_start + len(self.app.journal)
         connections = self.connection_count
         try:
             yield tally
@@ -935,6 +1016,7 @@ class ZeroDBServer:
                 tally.routes = {k: v for k, v in (self.app.routes - routes).items() if v}
                 tally.request_bytes = self.app.request_bytes - sent
                 tally.response_bytes = self.app.response_bytes - received
+                tally.sequence = self.app.journal[max(0, start - self.app.journal_start) :]
             tally.connections = self.connection_count - connections
 
     # -- state -----------------------------------------------------------------------------
@@ -958,12 +1040,14 @@ class ZeroDBServer:
                 raise KeyError(table)
             now = _now_iso()
             row_id = str(uuid.uuid4())
-            found.rows[row_id] = {
-                "row_id": row_id,
-                "row_data": copy.deepcopy(row_data),
-                "created_at": now,
-                "updated_at": now,
-            }
+            found.add(
+                {
+                    "row_id": row_id,
+                    "row_data": copy.deepcopy(row_data),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             return row_id
 
     def reset(self) -> None:

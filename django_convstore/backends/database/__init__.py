@@ -31,7 +31,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, router
 
 from ...clock import now_ms
 from ...types import Conversation, ConversationMetadata, Message, Page, StoreStats
-from ..base import BaseStore, remaining_ttl
+from ..base import BaseStore
 from . import errors
 
 try:
@@ -218,7 +218,7 @@ class DatabaseStore(BaseStore):
         (expires_at,) = found
         if expires_at is None:
             return -1
-        return remaining_ttl(ConversationMetadata("", 0, expires_at, ttl=1), now + 1000)
+        return max(0, (int(expires_at) - now + 500) // 1000)  # rounded like remaining_ttl
 
     def _set_ttl(self, conversation_id: str, ttl: int | None, *, owner: str | None) -> bool:
         db = self._db(write=True)

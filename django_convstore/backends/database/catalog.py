@@ -9,6 +9,7 @@ meanwhile (an append to an expired one) is kept.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,8 +112,8 @@ class Catalog:
             if len(batch) < batch_size:
                 return
 
-    def _documents(self, pks: list[int]) -> dict[int, list[Any]]:
-        found: dict[int, list[Any]] = {pk: [] for pk in pks}
+    def _documents(self, pks: builtins.list[int]) -> dict[int, builtins.list[Any]]:
+        found: dict[int, builtins.list[Any]] = {pk: [] for pk in pks}
         placeholders = ", ".join(["%s"] * len(pks))
         statement = (
             "SELECT conversation_id, document FROM {msg} "
@@ -123,14 +124,14 @@ class Catalog:
         return found
 
     def _with_messages(
-        self, batch: list[dict[str, Any]], *, include_expired: bool, now: int
+        self, batch: builtins.list[dict[str, Any]], *, include_expired: bool, now: int
     ) -> Iterator[Conversation]:
         """The conversations of ``batch`` with their messages.
 
         One that changed since ``batch`` was read (its message count differs)
         is read again on its own, and skipped if it is gone by then.
         """
-        group: list[dict[str, Any]] = []
+        group: builtins.list[dict[str, Any]] = []
         size = 0
         for row in [*batch, None]:
             if row is not None and (

@@ -20,8 +20,8 @@ _MISSING_TABLE_MARKERS = ("no such table", "doesn't exist", "does not exist")
 
 
 def is_missing_table(exc: DatabaseError) -> bool:
-    """True when the database says one of the store's tables does not exist."""
-    if getattr(exc.__cause__, "sqlstate", None) == "42P01":
+    """True when one of the store's tables (or PostgreSQL's ``convstore_append``) is missing."""
+    if getattr(exc.__cause__, "sqlstate", None) in ("42P01", "42883"):
         return True
     text = str(exc).lower()
     return "table" in text and any(marker in text for marker in _MISSING_TABLE_MARKERS)

@@ -18,6 +18,7 @@ when it finds the winner's row.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, NamedTuple
@@ -73,7 +74,7 @@ class LockingOperations(Operations):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _rows_per_insert(self) -> int:
-        return max(1, self.connection.features.max_query_params // 4)
+        return max(1, (self.connection.features.max_query_params or 2000) // 4)
 
     def _insert(self, conversation_pk: int, start: int, ids: list[str], docs: list[str]) -> int:
         """Insert messages at ``start``, ``start + 1`` …; returns how many were new."""
@@ -157,36 +158,48 @@ class LockingOperations(Operations):
         owner: str | None,
     ) -> ConversationMetadata:
         def work() -> ConversationMetadata:
-            row = self._lock(conversation_id, now)
-            if row is None or not row.live(now):
-                new = ConversationMetadata(
-                    conversation_id, now, now, len(messages), self.default_ttl, owner
-                )
-                self._replace(conversation_id, row, new, messages)
-                return new
-            if owner is not None and row.owner != owner:
-                raise mismatch(conversation_id)
-            ids, docs = rows.encode(messages)
-            meta = row.meta(conversation_id)
-            added = self._insert(row.id, row.next_position, ids, docs)
-            if added:
-                if touch:
-                    meta.updated_at = now
-                meta.message_count += added
-                self.write(
-                    sql.BUMP_CONVERSATION,
-                    {
-                        "added": added,
-                        "n": len(ids),
-                        "updated_at": meta.updated_at,
-                        "expires": meta.expires_at,
-                        "id": row.id,
-                    },
-                )
-            return meta
+            return self._append_locked(conversation_id, messages, now, touch=touch, owner=owner)
 
         result: ConversationMetadata = self._in_transaction(work)
         return result
+
+    def _append_locked(
+        self,
+        conversation_id: str,
+        messages: list[Message],
+        now: int,
+        *,
+        touch: bool,
+        owner: str | None,
+    ) -> ConversationMetadata:
+        """The append, inside the write transaction: lock, check, insert, count."""
+        row = self._lock(conversation_id, now)
+        if row is None or not row.live(now):
+            new = ConversationMetadata(
+                conversation_id, now, now, len(messages), self.default_ttl, owner
+            )
+            self._replace(conversation_id, row, new, messages)
+            return new
+        if owner is not None and row.owner != owner:
+            raise mismatch(conversation_id)
+        ids, docs = rows.encode(messages)
+        meta = row.meta(conversation_id)
+        added = self._insert(row.id, row.next_position, ids, docs)
+        if added:
+            if touch:
+                meta.updated_at = now
+            meta.message_count += added
+            self.write(
+                sql.BUMP_CONVERSATION,
+                {
+                    "added": added,
+                    "n": len(ids),
+                    "updated_at": meta.updated_at,
+                    "expires": meta.expires_at,
+                    "id": row.id,
+                },
+            )
+        return meta
 
     def save(
         self,
@@ -338,19 +351,64 @@ class LockingOperations(Operations):
 
 
 class SqliteOperations(LockingOperations):
-    """SQLite: ``BEGIN IMMEDIATE`` holds the write lock for the whole operation."""
+    """SQLite: ``BEGIN IMMEDIATE`` holds the write lock for the whole operation.
+
+    An append to a live conversation is BEGIN IMMEDIATE, one ``INSERT … SELECT``
+    that inserts the new messages only if the conversation is live and the
+    caller's (its positions read from the row in the same statement), one
+    ``UPDATE … RETURNING`` of the counters, COMMIT: the statements of the plain
+    driver's own transaction. When the INSERT inserts nothing (a new, expired or
+    another owner's conversation, or only ids already stored) the general path
+    runs in the same transaction.
+    """
 
     begin = "BEGIN IMMEDIATE"
     aggregate = sql.SQLITE_AGGREGATE
     insert_template = sql.SQLITE_INSERT
 
+    def append(
+        self,
+        conversation_id: str,
+        messages: list[Message],
+        now: int,
+        *,
+        touch: bool,
+        owner: str | None,
+    ) -> ConversationMetadata:
+        if len(messages) > self._rows_per_insert() or sqlite3.sqlite_version_info < (3, 35):
+            return super().append(conversation_id, messages, now, touch=touch, owner=owner)
+        ids, docs = rows.encode(messages)
+        values: list[Any] = []
+        for index, (message_id, document) in enumerate(zip(ids, docs, strict=True)):
+            values += (index, message_id, document)
+        values += (self.namespace, conversation_id, now, owner, owner)  # the WHERE clause
+        insert = sql.SQLITE_APPEND.replace("{rows}", ", ".join(["(%s, %s, %s)"] * len(ids)))
+        bump = {
+            "n": len(ids),
+            "touch": touch,
+            "now": now,
+            "ns": self.namespace,
+            "cid": conversation_id,
+        }
+
+        def work() -> ConversationMetadata:
+            bump["added"] = self.write(insert, values)
+            if not bump["added"]:
+                return self._append_locked(
+                    conversation_id, messages, now, touch=touch, owner=owner
+                )
+            (found,) = self.fetch(sql.SQLITE_APPEND_COUNT, bump)
+            return rows.metadata(conversation_id, found)
+
+        result: ConversationMetadata = self._in_transaction(work)
+        return result
+
     def _rows_per_insert(self) -> int:
         # Django assumes SQLite's old limit of 999 parameters; ask the library itself.
+        self.connection.ensure_connection()
         raw = self.connection.connection
-        limit = self.connection.features.max_query_params
+        limit = self.connection.features.max_query_params or 999
         if hasattr(raw, "getlimit"):
-            import sqlite3
-
             limit = max(limit, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         return max(1, min(limit // 4, 1000))
 

@@ -32,13 +32,19 @@ MAX_ROUNDS = 50
 AGAIN = object()
 
 
+#: psycopg prepares a statement after this many runs; far away, so only ours are prepared.
+_NEVER_BY_COUNT = 2**31
+
+
 @cache
 def _prepared_cursor_class() -> type | None:
     """psycopg 3's server-binding cursor, preparing each statement on first use (else None).
 
     Planning one of the write statements costs more than running it; prepared
-    (once per connection), PostgreSQL reuses the plan. psycopg2 has no such
-    cursor: its connections use Django's cursor.
+    once per connection, PostgreSQL reuses the plan. Django turns psycopg's
+    automatic preparing off (``prepare_threshold = None``, for connection
+    poolers); these statements are prepared all the same, and nothing else is.
+    psycopg2 has no such cursor: there, Django's cursor is used.
     """
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
@@ -49,7 +55,14 @@ def _prepared_cursor_class() -> type | None:
     class PreparedCursor(psycopg.Cursor[Any]):
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             kwargs.setdefault("prepare", True)
-            return super().execute(query, params, **kwargs)
+            connection = self.connection
+            if connection.prepare_threshold is not None:
+                return super().execute(query, params, **kwargs)
+            connection.prepare_threshold = _NEVER_BY_COUNT
+            try:
+                return super().execute(query, params, **kwargs)
+            finally:
+                connection.prepare_threshold = None
 
     return PreparedCursor
 
@@ -60,17 +73,16 @@ class PostgresOperations(Operations):
     aggregate = sql.PG_AGGREGATE
 
     def cursor(self) -> Any:
-        prepared_cursor = _prepared_cursor_class() if self.prepared else None
-        if prepared_cursor is None:
-            return super().cursor()
         connection = self.connection
+        prepared_cursor = _prepared_cursor_class() if self.prepared else None
+        # While Django logs queries (DEBUG, CaptureQueriesContext) its own cursor runs the
+        # statements: it logs them with their parameters, which a prepared one cannot.
+        if prepared_cursor is None or connection.queries_logged:
+            return super().cursor()
         connection.ensure_connection()
         connection.validate_thread_sharing()
-        raw = prepared_cursor(connection.connection)
-        # Django's own wrapper: query logging, execute_wrappers, database errors translated.
-        if connection.queries_logged:
-            return connection.make_debug_cursor(raw)
-        return connection.make_cursor(raw)
+        # Django's wrapper: execute_wrappers apply and database errors are translated.
+        return connection.make_cursor(prepared_cursor(connection.connection))
 
     @contextmanager
     def _locked(self, conversation_id: str, now: int) -> Iterator[tuple[Any, ...] | None]:
@@ -118,23 +130,11 @@ class PostgresOperations(Operations):
     ) -> ConversationMetadata:
         params = self._message_params(conversation_id, messages, now, owner)
         ttl = self.default_ttl
-        params.update(ttl=ttl, expires=rows.expires_at(now, ttl), touch=touch, metadata="{}")
-
-        def attempt(lock: tuple[Any, ...] | None) -> Any:
-            # Replacing an expired conversation needs a current snapshot: only under the lock.
-            params["revive"] = lock is not None
-            for status, *values in self.fetch(sql.PG_APPEND, params):
-                if status == "refused":
-                    raise mismatch(conversation_id)
-                if status == "created":
-                    return ConversationMetadata(
-                        conversation_id, now, now, len(messages), ttl=ttl, owner=owner
-                    )
-                return rows.metadata(conversation_id, values)
-            return AGAIN
-
-        result: ConversationMetadata = self._until_done(conversation_id, now, attempt)
-        return result
+        params.update(ttl=ttl, expires=rows.expires_at(now, ttl), touch=touch)
+        ((status, *values),) = self.fetch(sql.PG_APPEND, params)
+        if status == "refused":
+            raise mismatch(conversation_id)
+        return rows.metadata(conversation_id, values)
 
     def _replaced(
         self,

@@ -142,7 +142,6 @@ def mysql_load(*, live: bool, owner: bool, last: int | None) -> str:
 # -- PostgreSQL writes: one statement each ------------------------------------------------------
 
 _PG_OWNER_OK = "(%(owner)s::text IS NULL OR {a}.owner = %(owner)s)"
-_PG_REFUSED = "({a}.live AND %(owner)s::text IS NOT NULL AND {a}.owner IS DISTINCT FROM %(owner)s)"
 
 #: The conversation row, locked (its newest version), with the version the snapshot saw.
 _PG_LOCK = """
@@ -195,71 +194,12 @@ _PG_MERGE = """CASE WHEN strpos({old}, '\\u0000') = 0
     ) AS pairs
 ) END"""
 
-#: The conversation row, locked (its newest version), without the snapshot check: an append
-#: needs a current snapshot only to replace an expired conversation, which it does only when
-#: ``%(revive)s`` (set when it already holds the lock).
-_PG_LOCK_APPEND = """
-locked AS MATERIALIZED (
-    SELECT c.id, c.owner, c.created_at, c.updated_at, c.ttl, c.expires_at, c.message_count,
-           c.next_position, c.metadata,
-           (c.expires_at IS NULL OR c.expires_at > %(now)s) AS live
-    FROM {conv} c
-    WHERE c.namespace = %(ns)s AND c.conversation_id = %(cid)s
-    FOR UPDATE
-)"""
-
+#: An append: the function ``convstore_append`` (migration 0004) locks or creates the row,
+#: checks owner and expiry, inserts the new messages and updates the counters.
 PG_APPEND = (
-    "WITH"
-    + _PG_INPUT
-    + ","
-    + _PG_LOCK_APPEND
-    + """,
-target AS MATERIALIZED (
-    SELECT l.* FROM locked l
-    WHERE CASE WHEN l.live THEN """
-    + _PG_OWNER_OK.replace("{a}", "l")
-    + """ ELSE %(revive)s END
-),"""
-    + _PG_CREATE.replace("SELECT 1 FROM existing", "SELECT 1 FROM locked")
-    + """,
-purge AS (
-    DELETE FROM {msg} m USING target t WHERE m.conversation_id = t.id AND NOT t.live
-    RETURNING 1
-),
-added AS (
-    INSERT INTO {msg} (conversation_id, position, message_id, document)
-    SELECT t.id, t.next_position + i.ord - 1, i.mid, i.doc
-    FROM target t CROSS JOIN input i CROSS JOIN (SELECT count(*) FROM purge) AS p
-    UNION ALL
-    SELECT c.id, i.ord - 1, i.mid, i.doc FROM created c CROSS JOIN input i
-    ON CONFLICT (conversation_id, message_id) DO NOTHING
-    RETURNING 1
-),
-updated AS (
-    UPDATE {conv} c SET
-        message_count = CASE WHEN t.live THEN c.message_count ELSE 0 END + a.n,
-        next_position = c.next_position + %(n)s,
-        updated_at = CASE WHEN t.live AND NOT %(touch)s THEN c.updated_at ELSE %(now)s END,
-        expires_at = CASE WHEN NOT t.live THEN %(expires)s
-                          WHEN %(touch)s THEN %(now)s + c.ttl * 1000
-                          ELSE c.expires_at END,
-        created_at = CASE WHEN t.live THEN c.created_at ELSE %(now)s END,
-        ttl = CASE WHEN t.live THEN c.ttl ELSE %(ttl)s END,
-        owner = CASE WHEN t.live THEN c.owner ELSE %(owner)s END,
-        metadata = CASE WHEN t.live THEN c.metadata ELSE %(metadata)s END
-    FROM target t CROSS JOIN (SELECT count(*) AS n FROM added) AS a
-    WHERE c.id = t.id AND (a.n > 0 OR NOT t.live)
-    RETURNING """
-    + meta("c")
-    + """
-)
-SELECT 'updated', u.* FROM updated u
-UNION ALL SELECT 'created', NULL, NULL, NULL, NULL, NULL, NULL FROM created
-UNION ALL SELECT 'kept', """
-    + meta("t")
-    + """ FROM target t WHERE t.live AND NOT EXISTS (SELECT 1 FROM updated)
-UNION ALL SELECT 'refused', NULL, NULL, NULL, NULL, NULL, NULL FROM locked l WHERE """
-    + _PG_REFUSED.replace("{a}", "l")
+    "SELECT * FROM convstore_append(%(ns)s::text, %(cid)s::text, %(now)s::bigint, "
+    "%(owner)s::text, %(ids)s::text[], %(docs)s::text[], %(touch)s::boolean, "
+    "%(ttl)s::bigint, %(expires)s::bigint)"
 )
 
 
@@ -388,7 +328,7 @@ def pg_pop(*, owner: bool) -> str:
         + """,
 removed AS (
     DELETE FROM {msg} m USING (
-        SELECT v.id FROM {msg} v JOIN target t ON v.conversation_id = t.id
+        SELECT v.id FROM {msg} v WHERE v.conversation_id = (SELECT t.id FROM target t)
         ORDER BY v.position DESC LIMIT %(count)s
     ) AS victim
     WHERE m.id = victim.id
@@ -415,7 +355,7 @@ def pg_truncate(*, owner: bool) -> str:
         + """,
 removed AS (
     DELETE FROM {msg} m USING (
-        SELECT v.id FROM {msg} v JOIN target t ON v.conversation_id = t.id
+        SELECT v.id FROM {msg} v WHERE v.conversation_id = (SELECT t.id FROM target t)
         ORDER BY v.position DESC
         LIMIT (SELECT greatest(t.message_count - %(keep)s, 0) FROM target t)
     ) AS victim
@@ -535,6 +475,25 @@ CUT_POSITION = (
     "ORDER BY position DESC LIMIT 1 OFFSET %(skip)s"
 )
 DROP_FROM = "DELETE FROM {msg} WHERE conversation_id = %(id)s AND position >= %(position)s"
+
+#: SQLite's append to a live conversation of the caller: positions from the row, in one INSERT.
+SQLITE_APPEND = (
+    "INSERT INTO {msg} (conversation_id, position, message_id, document) "
+    "SELECT c.id, c.next_position + v.column1, v.column2, v.column3 "
+    "FROM {conv} c, (VALUES {rows}) AS v "
+    "WHERE c.namespace = %s AND c.conversation_id = %s "
+    "AND (c.expires_at IS NULL OR c.expires_at > %s) AND (%s IS NULL OR c.owner = %s) "
+    "ON CONFLICT (conversation_id, message_id) DO NOTHING"
+)
+#: … and its counters, handing back the metadata.
+SQLITE_APPEND_COUNT = (
+    "UPDATE {conv} SET message_count = message_count + %(added)s, "
+    "next_position = next_position + %(n)s, "
+    "updated_at = CASE WHEN %(touch)s THEN %(now)s ELSE updated_at END, "
+    "expires_at = CASE WHEN %(touch)s THEN %(now)s + ttl * 1000 ELSE expires_at END "
+    "WHERE namespace = %(ns)s AND conversation_id = %(cid)s "
+    "RETURNING created_at, updated_at, ttl, owner, message_count, metadata"
+)
 
 #: Multi-row inserts that skip ids the conversation already holds.
 SQLITE_INSERT = (

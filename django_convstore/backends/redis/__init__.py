@@ -10,7 +10,8 @@ because Redis copies big strings into and out of Lua slowly. The pieces:
 * ``scripts/*.lua`` and :mod:`.scripts` — the Lua scripts and their loader;
 * :mod:`.operations` — what each operation sends and how it reads the replies,
   shared by the sync methods (:mod:`.runner`) and the native async twins
-  (:mod:`.async_`, on ``redis.asyncio``, one pool per event loop);
+  (:mod:`.async_`, on ``redis.asyncio``, one pool per event loop), with
+  :mod:`.requests` (round trips) and :mod:`.wire` (encoding, parsing);
 * :mod:`.connection` — settings, pools, django-redis caches, error translation;
 * :mod:`.legacy` — data written by 0.1, and its upgrade.
 
@@ -37,6 +38,7 @@ from ..base import BaseStore
 from . import connection, legacy, operations
 from .async_ import NativeAsync
 from .layout import Layout
+from .requests import Plan
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -197,7 +199,7 @@ class RedisStore(NativeAsync, BaseStore):
             exc, alias=self.display_alias, address=self.address, secrets=secrets
         )
 
-    def _run(self, plan: operations.Plan[_T], *, check: bool = True) -> _T:
+    def _run(self, plan: Plan[_T], *, check: bool = True) -> _T:
         """Run a plan of :mod:`.operations` on the sync client."""
         if check and not self._layout_checked:
             self._run(legacy.check_layout(self.layout, self.display_alias), check=False)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ...clock import now_ms
 from ...types import Conversation, ConversationMetadata, Message, Page
 from . import connection, legacy, operations
-from .operations import (
+from .requests import (
     Batch,
     Call,
     Eval,
@@ -120,7 +120,7 @@ async def _transaction(client: AsyncRedis, commands: list[tuple[Any, ...] | Eval
 async def _batch(client: AsyncRedis, requests: list[Eval | Call]) -> list[Any]:
     from redis.exceptions import NoScriptError, ResponseError
 
-    commands = [eval_args(r) if type(r) is Eval else r.args for r in requests]
+    commands = [eval_args(r) if isinstance(r, Eval) else r.args for r in requests]
     replies = await _send(client, commands)
     for index, reply in enumerate(replies):
         request = requests[index]

@@ -333,7 +333,7 @@ def async_client_for(client: Redis) -> AsyncRedis:
     async_pool = aioredis.BlockingConnectionPool(
         connection_class=async_class,
         max_connections=pool.max_connections,
-        timeout=kwargs.get("socket_timeout") or DEFAULT_SOCKET_TIMEOUT,
+        timeout=kwargs.get("socket_timeout") or DEFAULT_SOCKET_TIMEOUT,  # type: ignore[arg-type]
         **kwargs,
     )
     return aioredis.Redis(connection_pool=async_pool)

@@ -32,7 +32,8 @@ from ...exceptions import BackendError, ConvStoreError
 from ...types import Conversation, ConversationMetadata
 from . import operations
 from .layout import Layout
-from .operations import Batch, Call, Plan, Transaction, text
+from .requests import Batch, Call, Plan, Request, Transaction
+from .wire import decode_messages, fields_of, text
 
 if TYPE_CHECKING:
     from . import RedisStore
@@ -95,10 +96,10 @@ class UpgradeReport:
 
 
 def _conversation(cid: str, meta: Any, msgs: Any) -> Conversation:
-    fields = operations.fields_of(meta)
+    fields = fields_of(meta)
     custom = {key[2:]: codec.decode(value) for key, value in fields.items() if key[:2] == "m:"}
     owner = fields.get("owner")
-    messages = operations.decode_messages(cid, msgs or b"", joined=True)
+    messages = decode_messages(cid, msgs or b"", joined=True)
     metadata = ConversationMetadata(
         conversation_id=cid,
         created_at=int(fields["created_at"]),
@@ -114,7 +115,7 @@ def _conversation(cid: str, meta: Any, msgs: Any) -> Conversation:
 def _forget(layout: Layout, cid: str, meta: Any) -> list[tuple[Any, ...]]:
     """Commands removing a 0.1 conversation's keys and index entries."""
     base = legacy_base(layout)
-    owner = operations.fields_of(meta or {}).get("owner")
+    owner = fields_of(meta or {}).get("owner")
     commands: list[tuple[Any, ...]] = [("DEL", *legacy_keys(layout, cid))]
     commands += [("ZREM", f"{base}:{name}", cid) for name in ("index", "expiry", "ids")]
     commands.append(("HDEL", f"{base}:ledger", cid))
@@ -181,7 +182,7 @@ def upgrade(
     return report
 
 
-def _one(request: operations.Request) -> Plan[Any]:
+def _one(request: Request) -> Plan[Any]:
     reply = yield request
     return reply
 

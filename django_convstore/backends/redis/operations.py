@@ -1,32 +1,36 @@
 """What each store operation sends to Redis and how it reads the replies, without I/O.
 
 Every operation is a *plan*: a generator that yields requests (a script to
-run, a command, a ``MULTI``/``EXEC`` transaction, or a pipelined batch) and
-receives their replies, then returns the operation's result. The sync store
-and its native async twins drive the same plans (:mod:`.runner`,
-:mod:`.async_`), so both send exactly the same commands and share every rule.
-
-Messages travel as one JSON array per batch (``codec`` encodes each message
-straight into it), with a string of 4-byte offsets and the ids joined by
-``\\n`` (ids cannot contain control characters): three script arguments,
-whatever the batch size.
+run, a command, a ``MULTI``/``EXEC`` transaction, or a pipelined batch; see
+:mod:`.requests`) and receives their replies, then returns the operation's
+result. The sync store and its native async twins drive the same plans
+(:mod:`.runner`, :mod:`.async_`), so both send exactly the same commands and
+share every rule. Values are encoded and replies parsed by :mod:`.wire`.
 """
 
 from __future__ import annotations
 
-import sys
-from array import array
-from collections.abc import Generator, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import msgspec
-
-from ... import codec
-from ...exceptions import BackendError, OwnerMismatchError
 from ...types import Conversation, ConversationMetadata, Message, Page, StoreStats
 from ..base import remaining_ttl
 from . import scripts
 from .layout import BucketKeys, Layout
+from .requests import Batch, Call, Eval, Plan, Transaction
+from .wire import (
+    acting,
+    decode_messages,
+    encode_batch,
+    fields_of,
+    malformed,
+    meta_from_fields,
+    metadata_args,
+    mismatch,
+    parse_meta,
+    parse_reply,
+    text,
+)
 
 #: Reply statuses of the conversation scripts (first element; see lib/conversation.lua).
 OK, MISMATCH, MISSING, TAKEN = 0, 1, 2, 3
@@ -41,7 +45,6 @@ SWEEP_BATCH = 500
 #: (see :func:`_write`), since passing them as script arguments costs more than that.
 STAGE_BYTES = 16 * 1024
 
-_T = TypeVar("_T")
 
 SAVE = scripts.load("save")
 CREATE = scripts.load("create")
@@ -61,215 +64,7 @@ CLEAR = scripts.load("clear")
 ITER = scripts.load("iter")
 
 
-class Eval(NamedTuple):
-    """Run a script (``EVALSHA``, falling back to ``EVAL``)."""
-
-    script: scripts.Script
-    keys: Sequence[str]
-    args: Sequence[Any]
-
-
-class Call(NamedTuple):
-    """Send one command."""
-
-    args: tuple[Any, ...]
-
-
-class Transaction(NamedTuple):
-    """Send commands (and scripts) in ``MULTI``/``EXEC``; the reply is the list of their
-    replies, or the error when the server refused the transaction as a whole (out of
-    memory, for one). A command that failed inside raises its error."""
-
-    commands: list[tuple[Any, ...] | Eval]
-
-
-class Batch(NamedTuple):
-    """Pipeline independent requests (one round trip); the reply is the list of replies."""
-
-    requests: list[Eval | Call]
-
-
-Request = Eval | Call | Transaction | Batch
-Plan = Generator[Request, Any, _T]
-
-
-def eval_args(request: Eval, *, by_sha: bool = True) -> tuple[Any, ...]:
-    """The ``EVALSHA`` (or ``EVAL``) command of a script request."""
-    script, keys, args = request
-    if by_sha:
-        return ("EVALSHA", script.sha, len(keys), *keys, *args)
-    return ("EVAL", script.source, len(keys), *keys, *args)
-
-
-def pack(commands: Sequence[tuple[Any, ...]], connection: Any) -> Any:
-    """The commands in the Redis protocol: with hiredis (C) when it is installed, else with
-    the connection's own packer. Strings are sent as UTF-8."""
-    if _pack_command is None:
-        return connection.pack_commands(commands)
-    if len(commands) == 1:
-        return [_pack_command(commands[0])]
-    return [b"".join([_pack_command(command) for command in commands])]  # one write
-
-
-def wrap_transaction(
-    commands: Sequence[tuple[Any, ...] | Eval], *, by_sha: bool = True
-) -> list[tuple[Any, ...]]:
-    """``MULTI``, the commands (scripts as ``EVALSHA``, or ``EVAL``), ``EXEC``."""
-    inner = [
-        eval_args(command, by_sha=by_sha) if type(command) is Eval else command
-        for command in commands
-    ]
-    return [("MULTI",), *inner, ("EXEC",)]  # type: ignore[list-item]
-
-
-def unwrap_transaction(replies: list[Any]) -> Any:
-    """The replies of a wrapped transaction's commands (see :class:`Transaction`)."""
-    result = replies[-1]
-    if isinstance(result, Exception):
-        return result
-    for reply in result:
-        if isinstance(reply, Exception):
-            raise reply
-    return result
-
-
 # -- encoding ----------------------------------------------------------------------------
-
-try:
-    from hiredis import pack_command as _pack_command
-except ImportError:  # pragma: no cover - hiredis comes with the redis extra
-    _pack_command = None
-
-_encoder = msgspec.json.Encoder()
-_OFFSET_TYPE = next(code for code in "IL" if array(code).itemsize == 4)
-_SWAP = sys.byteorder != "little"
-_ONE_OFFSET = (1).to_bytes(4, "little")
-
-
-def encode_batch(messages: Sequence[Message]) -> tuple[bytes, bytes, str]:
-    """The messages as a JSON array, their offsets in it (4 bytes each) and their ids."""
-    if not messages:
-        return b"", b"", ""
-    if len(messages) == 1:
-        message = messages[0]
-        return b"[" + _encoder.encode(message) + b"]", _ONE_OFFSET, message.id
-    buf = bytearray(b"[")
-    offsets = array(_OFFSET_TYPE)
-    encode_into = _encoder.encode_into
-    for message in messages:
-        offsets.append(len(buf))
-        encode_into(message, buf, -1)
-        buf.append(44)  # ","
-    buf[-1] = 93  # "]"
-    if _SWAP:
-        offsets.byteswap()
-    return bytes(buf), offsets.tobytes(), "\n".join([message.id for message in messages])
-
-
-def metadata_args(metadata: Mapping[str, Any] | None) -> list[Any]:
-    """Custom metadata as hash fields: ``m:<key>``, the value's JSON."""
-    args: list[Any] = []
-    for key, value in (metadata or {}).items():
-        args.append(f"m:{key}")
-        args.append(codec.encode(value))
-    return args
-
-
-def acting(owner: str | None) -> str:
-    """The acting-owner argument of the scripts: '' (unscoped) or '=<owner>'."""
-    return "" if owner is None else f"={owner}"
-
-
-# -- decoding ----------------------------------------------------------------------------
-
-
-def malformed(conversation_id: str, exc: Exception) -> BackendError:
-    """The error for stored data this store cannot read."""
-    return BackendError(
-        f"redis store: malformed data stored for conversation {conversation_id!r} "
-        f"({type(exc).__name__}: {exc}).",
-        detail=conversation_id,
-    )
-
-
-def mismatch(conversation_id: str) -> OwnerMismatchError:
-    """The error for a write to another owner's conversation (never names that owner)."""
-    return OwnerMismatchError(f"conversation {conversation_id!r} belongs to another owner.")
-
-
-def text(value: bytes | str) -> str:
-    """A reply string (bytes unless the pool decodes responses)."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _pairs(flat: Any) -> Iterable[tuple[Any, Any]]:
-    if isinstance(flat, Mapping):
-        return flat.items()
-    items = iter(flat)
-    return zip(items, items, strict=True)
-
-
-def fields_of(flat: Any) -> dict[str, Any]:
-    """A meta hash reply (flat list or dict) as ``{field: value}`` with str keys."""
-    return {text(key): value for key, value in _pairs(flat)}
-
-
-def parse_meta(conversation_id: str, flat: Any) -> ConversationMetadata:
-    """:class:`ConversationMetadata` from a meta hash reply (flat list or dict)."""
-    return meta_from_fields(conversation_id, fields_of(flat))
-
-
-def meta_from_fields(conversation_id: str, fields: dict[str, Any]) -> ConversationMetadata:
-    """:class:`ConversationMetadata` from a meta hash's fields (see :func:`fields_of`)."""
-    try:
-        owner = fields.get("owner")
-        return ConversationMetadata(
-            conversation_id=conversation_id,
-            created_at=int(fields["created_at"]),
-            updated_at=int(fields["updated_at"]),
-            message_count=int(fields.get("message_count", 0)),
-            ttl=int(fields.get("ttl", 0)) or None,
-            owner=text(owner) if owner else None,
-            metadata={
-                key[2:]: codec.decode(value) for key, value in fields.items() if key[:2] == "m:"
-            },
-        )
-    except (KeyError, ValueError, TypeError, codec.DecodeError) as exc:
-        raise malformed(conversation_id, exc) from exc
-
-
-def parse_reply(conversation_id: str, values: Sequence[Any]) -> ConversationMetadata:
-    """:class:`ConversationMetadata` from a script's metadata reply (see lib/conversation.lua):
-    created_at, updated_at, ttl, owner (None: none), message_count, then custom pairs."""
-    try:
-        created_at, updated_at, ttl, owner, count = values[:5]
-        custom = values[5:]
-        return ConversationMetadata(
-            conversation_id=conversation_id,
-            created_at=int(created_at),
-            updated_at=int(updated_at),
-            message_count=int(count),
-            ttl=int(ttl) or None,
-            owner=text(owner) if owner else None,
-            metadata={
-                text(key)[2:]: codec.decode(value)
-                for key, value in zip(custom[::2], custom[1::2], strict=True)
-            },
-        )
-    except (ValueError, TypeError, codec.DecodeError) as exc:
-        raise malformed(conversation_id, exc) from exc
-
-
-def decode_messages(conversation_id: str, data: Any, *, joined: bool) -> list[Message]:
-    """Messages from a JSON array, or from message objects joined by ',' (``joined``)."""
-    if isinstance(data, str):
-        data = data.encode()
-    try:
-        if joined:
-            return codec.decode_joined_messages(data)
-        return codec.decode_messages(data)
-    except (codec.DecodeError, TypeError) as exc:
-        raise malformed(conversation_id, exc) from exc
 
 
 def _conversation(

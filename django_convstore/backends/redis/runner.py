@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from .operations import (
+from .requests import (
     Batch,
     Call,
     Eval,
@@ -108,7 +108,7 @@ def _transaction(client: Redis, commands: list[tuple[Any, ...] | Eval]) -> Any:
 
 def _batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:
     """Pipeline the requests; scripts the server did not know run again as ``EVAL``."""
-    commands = [eval_args(r) if type(r) is Eval else r.args for r in requests]
+    commands = [eval_args(r) if isinstance(r, Eval) else r.args for r in requests]
     replies = _send(client, commands)
     for index, reply in enumerate(replies):
         request = requests[index]

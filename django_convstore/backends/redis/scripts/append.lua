@@ -97,17 +97,22 @@ else
     end
     payload, offsets = '[' .. table.concat(parts, ',') .. ']', table.concat(offs)
   end
-  -- The batch's '[' replaces the closing ']' and becomes the separating ','.
-  redis.call('SETRANGE', D, size - 1, ',' .. string.sub(payload, 2))
+  -- The batch's '[' replaces the closing ']', then becomes the separating ','.
+  redis.call('SETRANGE', D, size - 1, payload)
+  redis.call('SETRANGE', D, size - 1, ',')
   local shifted
   if added == 1 then
     shifted = struct.pack('<I4', size)
-  else
-    local list = {}
-    for j = 1, added do
-      list[j] = struct.pack('<I4', struct.unpack('<I4', offsets, 4 * j - 3) + size - 1)
+  else -- every offset moves by size - 1: unpacked and packed 1,000 at a time
+    local parts = {}
+    for first = 1, added, 1000 do
+      local count = math.min(1000, added - first + 1)
+      local format = '<' .. string.rep('I4', count)
+      local values = {struct.unpack(format, offsets, 4 * first - 3)}
+      for j = 1, count do values[j] = values[j] + size - 1 end
+      parts[#parts + 1] = struct.pack(format, unpack(values, 1, count))
     end
-    shifted = table.concat(list)
+    shifted = table.concat(parts)
   end
   redis.call('SETRANGE', X, 4 * n, shifted)
   size = size - 1 + #payload

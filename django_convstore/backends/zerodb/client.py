@@ -30,6 +30,7 @@ ignored filter would touch every row, so it is refused instead.
 from __future__ import annotations
 
 import email.utils
+import os
 import random
 import threading
 import time
@@ -39,7 +40,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from ..exceptions import BackendAuthError, BackendError, BackendUnavailableError
+from ... import codec
+from ...exceptions import BackendAuthError, BackendError, BackendUnavailableError
 
 if TYPE_CHECKING:
     import requests
@@ -98,8 +100,12 @@ def matches_filter(data: Mapping[str, Any], filter_: Mapping[str, Any]) -> bool:
 def _operator_holds(value: Any, op: str, argument: Any) -> bool:
     if op == "$in":
         return value in argument
+    if op == "$nin":
+        return value not in argument
     if op == "$eq":
         return bool(value == argument)
+    if op == "$ne":
+        return bool(value != argument)
     numbers = isinstance(value, int | float) and isinstance(argument, int | float)
     strings = isinstance(value, str) and isinstance(argument, str)
     if not (numbers or strings):
@@ -187,12 +193,19 @@ class ZeroDBClient:
         self.address = urlsplit(self.base_url).netloc or self.base_url
         self.tables_path = f"/projects/{quote(project_id, safe='')}/database/tables"
         self._session: requests.Session | None = None
+        #: A running average of how long a request takes (paces writes that meet others).
+        self.typical_seconds = 0.01
 
     # -- session ---------------------------------------------------------------------------
 
     @property
     def session(self) -> requests.Session:
-        """The store's ``requests.Session`` (one connection pool, reused by every call)."""
+        """The store's ``requests.Session`` (one connection pool, reused by every call).
+
+        The environment's proxy and CA bundle settings are read once, here:
+        ``requests`` would otherwise look them up again on every call, which
+        costs about a third of a request to a nearby server.
+        """
         if self._session is None:
             import requests
 
@@ -204,6 +217,11 @@ class ZeroDBClient:
                     "User-Agent": USER_AGENT,
                 }
             )
+            session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                session.verify = bundle
+            session.trust_env = False
             self._session = session
         return self._session
 
@@ -284,9 +302,15 @@ class ZeroDBClient:
             attempt += 1
             delay: float | None = None
             ambiguous = False
+            started = time.monotonic()
             try:
                 response = self.session.request(
-                    method, url, json=body, params=params, timeout=self.timeout
+                    method,
+                    url,
+                    data=None if body is None else codec.encode(body),
+                    headers=_JSON if body is not None else None,
+                    params=params,
+                    timeout=self.timeout,
                 )
             except (
                 requests.ConnectionError,
@@ -301,12 +325,15 @@ class ZeroDBClient:
                 raise self._error(f"{what} failed: {type(exc).__name__}: {exc}") from exc
             else:
                 status = response.status_code
+                elapsed = time.monotonic() - started
+                self.typical_seconds += (elapsed - self.typical_seconds) / 8
                 if 200 <= status < 300:
                     return self._decode(response, what)
                 payload = self._payload(response)
                 detail = _detail(payload, response.text)
                 if status == 429:
                     delay = _retry_after(response.headers.get("Retry-After"))
+                    ambiguous = method != "GET"  # nothing says a rejected write did nothing
                     reason = f"rate limited: HTTP 429 from {what} ({detail})"
                 elif status >= 500:
                     ambiguous = method != "GET"
@@ -332,16 +359,16 @@ class ZeroDBClient:
     @staticmethod
     def _payload(response: requests.Response) -> Any:
         try:
-            return response.json()
-        except ValueError:
+            return codec.decode(response.content)
+        except codec.DecodeError:
             return None
 
     def _decode(self, response: requests.Response, what: str) -> Any:
         if not response.content or not response.content.strip():
             return {}
         try:
-            return response.json()
-        except ValueError as exc:
+            return codec.decode(response.content)
+        except codec.DecodeError as exc:
             raise self.malformed(what, f"not JSON ({response.text[:80]!r})") from exc
 
     # -- tables ----------------------------------------------------------------------------
@@ -586,6 +613,7 @@ class ZeroDBClient:
         return True
 
 
+_JSON = {"Content-Type": "application/json"}
 _ENVELOPE_KEYS = frozenset(
     {"row_id", "id", "_id", "project_id", "table_id", "table_name", "created_at", "updated_at"}
 )
