@@ -686,7 +686,7 @@ def test_async_twins_overlap_in_a_thread_pool(server, make):
         seen.add(threading.get_ident())
         return original(*args, **kwargs)
 
-    store.client.request = request  # type: ignore[method-assign]
+    store.client.request = request
     server.set_latency(0.05)
 
     async def many() -> list[Any]:

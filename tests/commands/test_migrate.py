@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 
-from django_convstore.types import Conversation, Message
+from django_convstore.types import Conversation
 
 from .conftest import BACKENDS
 from .support import (
@@ -362,10 +363,10 @@ def test_batch_size_does_not_change_the_result(convstores, run, batch_size):
 
 def test_invalid_conversations_in_the_source_are_reported(convstores, run):
     built = convstores.configure(src=memory("r-src"), dst=memory("r-dst"))
-    fill(built["src"], [simple("ok"), simple("odd-role")])
+    fill(built["src"], [simple("ok")])
     # A role the project allowed once and no longer allows: put() refuses it.
-    bad = built["src"]._data["odd-role"]
-    bad.messages[0] = Message(id="x", role="narrator", content="once upon a time", timestamp=1)
+    with override_settings(CONVSTORE_ROLES=("user", "narrator")):
+        built["src"].append("odd-role", [{"role": "narrator", "content": "once upon a time"}])
 
     result = run("convstore_migrate", "src", "dst", "--no-progress")
 
