@@ -1,4 +1,4 @@
-"""The demo project's app: loads the demo conversations into memory stores."""
+"""The demo project's app: loads the demo conversations into memory stores, keeps titles."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.core.signals import request_started
+
+from . import receivers
 
 _seeded = threading.Event()
 _seeding = threading.Lock()
@@ -44,3 +46,4 @@ class DemoConfig(AppConfig):
 
     def ready(self) -> None:
         request_started.connect(seed_memory_stores, dispatch_uid="convstore-demo-seed-memory")
+        receivers.connect()
