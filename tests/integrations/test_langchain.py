@@ -385,9 +385,6 @@ def admin_page(client: Any, conversation_id: str) -> str:
     return str(response.content.decode())
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the admin does not render tool_calls yet (message-model issue 13)"
-)
 @pytest.mark.django_db
 def test_the_admin_shows_the_tool_calls(settings, admin_client):
     settings.CONVSTORE = {
