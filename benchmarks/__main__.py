@@ -10,7 +10,7 @@ regenerates the performance block of ``docs/performance.md``. Parts (``--only``)
 * ``scale`` — per-operation latency vs number of conversations (memory, Redis);
 * ``baselines`` — Redis: ours vs the original algorithm, raw redis-py and the peers;
 * ``concurrency`` — several processes appending to one conversation;
-* ``lru``, ``redis``, ``zerodb``, ``database``, ``migrate`` — the per-module
+* ``memory``, ``lru``, ``redis``, ``zerodb``, ``database``, ``migrate`` — the per-module
   benchmarks (``benchmarks/<name>_bench.py``), each with its own targets.
 """
 
@@ -29,6 +29,7 @@ from .section import Section, Table
 
 MATRIX_PARTS = ("length", "scale", "baselines", "concurrency")
 MODULE_PARTS = {
+    "memory": "memory_bench",
     "lru": "lru_bench",
     "redis": "redis_bench",
     "zerodb": "zerodb_bench",

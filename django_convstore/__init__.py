@@ -10,6 +10,7 @@ from .exceptions import (
     BackendUnavailableError,
     ConvStoreError,
     InvalidInputError,
+    OwnerMismatchError,
 )
 from .guards import is_database_store, is_memory_store, is_redis_store, is_zerodb_store
 from .handler import create_store, store, stores
@@ -26,6 +27,7 @@ __all__ = [
     "ConversationMetadata",
     "InvalidInputError",
     "Message",
+    "OwnerMismatchError",
     "Page",
     "StoreStats",
     "create_store",

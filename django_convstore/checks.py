@@ -6,7 +6,6 @@ Building a store opens no connection, so these checks never touch a backend.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +16,7 @@ from django.utils.module_loading import import_string
 
 from .backends.base import BaseStore
 from .conf import DEFAULT_STORE_ALIAS, app_settings
-from .handler import create_store
+from .handler import create_store, missing_modules
 
 TAG = "convstore"
 
@@ -52,11 +51,7 @@ def _check_alias(alias: str, config: Any) -> list[CheckMessage]:
                 )
             ]
         if isinstance(backend_cls, type) and issubclass(backend_cls, BaseStore):
-            missing = [
-                (module, extra)
-                for module, extra in backend_cls.required_modules
-                if importlib.util.find_spec(module) is None
-            ]
+            missing = missing_modules(backend_cls)
             if missing:
                 return [
                     Error(

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from .backends.base import BaseStore
+from .clock import now_ms
 from .exceptions import BackendUnavailableError, ConvStoreError, InvalidInputError
 from .types import Conversation
 from .validation import validate_conversation
@@ -42,13 +43,24 @@ def _timestamp(value: Any) -> Any:
 
 
 def conversation_from_original(
-    document: Mapping[str, Any] | str | bytes, *, owner_key: str | None = None
+    document: Mapping[str, Any] | str | bytes,
+    *,
+    owner_key: str | None = None,
+    expires_in_ms: int | None = None,
+    now: int | None = None,
 ) -> Conversation:
     """A :class:`Conversation` from one stored document of the original library.
 
-    ``owner_key`` names a custom-metadata key (for example ``"userId"``) whose
-    value becomes the conversation's ``owner``. Raises :class:`InvalidInputError`
-    when the document is not a valid conversation.
+    Messages may use the original's shape (``toolCalls``, a single content
+    object, ``sessionId`` and other keys without a field of their own, which
+    are kept in the message's ``metadata``; see
+    :func:`~django_convstore.validation.original_message`). ``owner_key``
+    names a custom-metadata key (for example ``"userId"``) whose value becomes
+    the conversation's ``owner``; an empty value means no owner.
+    ``expires_in_ms`` is the key's remaining lifetime in Redis (``PTTL``), so a
+    TTL set with the original's ``setTTL`` (which only expires the key) is
+    kept: the conversation then expires at the same instant. Raises
+    :class:`InvalidInputError` when the document is not a valid conversation.
     """
     if isinstance(document, str | bytes):
         try:
@@ -63,14 +75,22 @@ def conversation_from_original(
     cid = document.get("conversationId", meta.get("conversationId"))
     custom = meta.get("metadata") or {}
     owner = custom.get(owner_key) if owner_key and isinstance(custom, Mapping) else None
+    raw_messages = document.get("messages")
+    if raw_messages is None:
+        raw_messages = []
+    if not isinstance(raw_messages, list):
+        raise InvalidInputError("messages", "must be a list.")
     messages = [
         {key: _timestamp(value) if key == "timestamp" else value for key, value in message.items()}
         if isinstance(message, Mapping)
         else message
-        for message in document.get("messages") or []
+        for message in raw_messages
     ]
     created_at = _timestamp(meta.get("createdAt"))
     updated_at = _timestamp(meta.get("updatedAt", meta.get("createdAt")))
+    ttl = meta.get("ttl") or None
+    if expires_in_ms is not None and expires_in_ms > 0:
+        ttl = _ttl_for_expiry(updated_at, (now_ms() if now is None else now) + expires_in_ms)
     return validate_conversation(
         {
             "conversation_id": cid,
@@ -80,12 +100,27 @@ def conversation_from_original(
                 "created_at": created_at,
                 "updated_at": updated_at,
                 "message_count": len(messages),
-                "ttl": meta.get("ttl") or None,
-                "owner": None if owner is None else str(owner),
+                "ttl": ttl,
+                "owner": None if owner is None or owner == "" else str(owner),
                 "metadata": custom,
             },
-        }
+        },
+        original=True,
     )
+
+
+def _ttl_for_expiry(updated_at: Any, expires_at: int) -> Any:
+    """The TTL (s) that makes a conversation updated at ``updated_at`` expire at ``expires_at``."""
+    if isinstance(updated_at, datetime):
+        updated_at = int(updated_at.timestamp() * 1000)
+    if isinstance(updated_at, bool) or not isinstance(updated_at, int):
+        return None  # validation reports the bad updatedAt itself
+    return max(1, -(-(expires_at - updated_at) // 1000))
+
+
+def is_original_document(value: Any) -> bool:
+    """Whether a parsed Redis value looks like one of the original's conversation documents."""
+    return isinstance(value, Mapping) and ("conversationId" in value or "messages" in value)
 
 
 @dataclass
@@ -109,10 +144,11 @@ def import_original_redis(
     """Copy every conversation of the original's Redis store at ``url`` into ``target``.
 
     Walks the original's keys with ``SCAN`` (a one-off migration; the stores
-    themselves never scan), reads them in pipelined batches, and writes each
-    with ``target.put``. Keys that are not the original's JSON strings (for
-    example this project's own keys under the same prefix) are skipped;
-    documents that fail validation are reported in ``failed``, never half-written.
+    themselves never scan), reads them with their remaining TTL in pipelined
+    batches, and writes each with ``target.put``. Keys that are not the
+    original's conversation documents (for example this project's own keys
+    under the same prefix) are skipped, never reported as failures; documents
+    that fail validation are reported in ``failed``, never half-written.
     """
     try:
         import redis
@@ -157,14 +193,32 @@ def _import_batch(
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.get(key)
-    values = pipe.execute(raise_on_error=False)
-    for key, value in zip(keys, values, strict=True):
+        pipe.pttl(key)
+    replies = pipe.execute(raise_on_error=False)
+    now = now_ms()
+    for key, value, pttl in zip(keys, replies[0::2], replies[1::2], strict=True):
         name = key.decode("utf-8", "replace")
         if not isinstance(value, bytes) or not value.startswith(b"{"):
             report.skipped += 1
             continue
         try:
-            conversation = conversation_from_original(value, owner_key=owner_key)
+            document = json.loads(value)
+        except ValueError:
+            document = None
+        if not is_original_document(document):
+            # Not one of the original's documents: this project's own keys under the
+            # same prefix (message documents, offsets …) or foreign data. A document
+            # that claims to be a conversation but is not valid JSON is a failure.
+            if b'"conversationId"' in value[:4096] and document is None:
+                report.failed[name] = "the document is not valid JSON"
+            else:
+                report.skipped += 1
+            continue
+        expires_in = pttl if isinstance(pttl, int) and pttl > 0 else None
+        try:
+            conversation = conversation_from_original(
+                document, owner_key=owner_key, expires_in_ms=expires_in, now=now
+            )
         except InvalidInputError as exc:
             report.failed[name] = str(exc)
             continue

@@ -43,6 +43,13 @@ class BackendUnavailableError(ConvStoreError):
         super().__init__(message)
 
 
+class OwnerMismatchError(ConvStoreError):
+    """A write acting for one owner met a conversation that belongs to someone else.
+
+    Nothing was changed. The message never reveals the real owner.
+    """
+
+
 class BackendError(ConvStoreError):
     """The backend answered, but with an error the store cannot handle."""
 
@@ -62,4 +69,5 @@ __all__ = [
     "BackendUnavailableError",
     "ConvStoreError",
     "InvalidInputError",
+    "OwnerMismatchError",
 ]

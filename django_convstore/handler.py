@@ -8,6 +8,7 @@ form.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,18 +100,31 @@ def _from_original_form(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return result
 
 
+def missing_modules(backend_cls: type[BaseStore]) -> list[tuple[str, str]]:
+    """The ``(module, extra)`` pairs a backend needs that cannot be imported here."""
+    return [
+        (module, extra)
+        for module, extra in backend_cls.required_modules
+        if importlib.util.find_spec(module) is None
+    ]
+
+
 def create_store(config: Mapping[str, Any], *, alias: str | None = None) -> BaseStore:
     """Build a store from one configuration, outside ``settings.CONVSTORE``.
 
     Accepts the Django form (``{"BACKEND": ..., "LOCATION": ..., "TTL": ...,
     "NAMESPACE": ..., "OPTIONS": {...}}``) or the TypeScript original's form
-    (``{"type": "memory", "max_conversations": 1000, "default_ttl": 3600}``).
-    Raises ``ImproperlyConfigured`` naming the alias and option for anything wrong.
+    (``{"type": "memory", "max_conversations": 1000, "default_ttl": 3600}``);
+    a store built from the original's form also accepts the original's message
+    shape (``toolCalls``, ``toolCallId``; other keys such as ``sessionId`` are
+    kept in the message's ``metadata``). Raises ``ImproperlyConfigured`` naming
+    the alias and option for anything wrong.
     """
     name = f"CONVSTORE[{alias!r}]" if alias else "create_store()"
     if not isinstance(config, Mapping):
         raise ImproperlyConfigured(f"{name}: the configuration must be a dict, not {config!r}.")
-    if "type" in config:
+    original = "type" in config
+    if original:
         config = _from_original_form(config, name)
     params = dict(config)
     backend = params.pop("BACKEND", None)
@@ -130,12 +144,22 @@ def create_store(config: Mapping[str, Any], *, alias: str | None = None) -> Base
         backend_cls = backend
     if not (isinstance(backend_cls, type) and issubclass(backend_cls, BaseStore)):
         raise ImproperlyConfigured(f"{name}: BACKEND {backend!r} is not a BaseStore subclass.")
+    missing = missing_modules(backend_cls)
+    if missing:
+        modules = ", ".join(module for module, _ in missing)
+        extras = ",".join(sorted({extra for _, extra in missing}))
+        raise ImproperlyConfigured(
+            f"{name}: {backend_cls.__name__} needs {modules}, which is not installed: "
+            f"pip install 'django-convstore[{extras}]'."
+        )
     location = params.pop("LOCATION", "")
     if location is None:
         location = ""
     if not isinstance(location, str):
         raise ImproperlyConfigured(f"{name}: LOCATION must be a string, not {location!r}.")
-    return backend_cls(location, params, alias=alias)
+    built: BaseStore = backend_cls(location, params, alias=alias)
+    built.original_messages = original
+    return built
 
 
 class StoreHandler(BaseConnectionHandler):

@@ -18,6 +18,7 @@ import pytest
 
 from django_convstore import create_store
 from django_convstore.backends.base import BaseStore
+from tests.contract.async_driver import AsyncDriven
 
 FIXTURES = Path(__file__).parent / "fixtures"
 pytest_plugins = sorted(
@@ -26,6 +27,8 @@ pytest_plugins = sorted(
 
 #: One leg per backend and server; a leg named ``X_Y`` is backend ``X`` on server ``Y``.
 CONTRACT_BACKENDS = ["memory", "redis", "zerodb", "database", "database_postgresql"]
+#: How the contract suite calls a store: its sync methods, or their async twins.
+STORE_MODES = ["sync", "async"]
 
 
 @pytest.fixture(params=CONTRACT_BACKENDS)
@@ -49,10 +52,20 @@ def store_config(request: pytest.FixtureRequest, backend_leg: str) -> dict[str, 
     return config
 
 
+@pytest.fixture(params=STORE_MODES)
+def store_mode(request: pytest.FixtureRequest) -> str:
+    """``sync``: tests call the store's methods; ``async``: the same calls go through the
+    async twins on an event loop (see :mod:`tests.contract.async_driver`)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def make_store(store_config: dict[str, Any]) -> Iterator[Callable[..., BaseStore]]:
+def make_store(
+    store_config: dict[str, Any], store_mode: str
+) -> Iterator[Callable[..., BaseStore]]:
     """Build stores of the backend under test; ``make_store(TTL=60, OPTIONS={...})``."""
     built: list[BaseStore] = []
+    drivers: list[AsyncDriven] = []
 
     def factory(**overrides: Any) -> BaseStore:
         config = {**store_config, **overrides}
@@ -60,9 +73,16 @@ def make_store(store_config: dict[str, Any]) -> Iterator[Callable[..., BaseStore
             config["OPTIONS"] = {**store_config.get("OPTIONS", {}), **overrides["OPTIONS"]}
         new_store = create_store(config, alias=f"contract-{len(built)}")
         built.append(new_store)
+        if store_mode == "async":
+            driver = AsyncDriven(new_store)
+            drivers.append(driver)
+            return driver  # type: ignore[return-value]
         return new_store
 
     yield factory
+    for driver in drivers:
+        driver.close()
+        driver.stop()
     for built_store in built:
         try:
             built_store.clear()

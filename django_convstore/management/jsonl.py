@@ -38,4 +38,6 @@ def parse_line(line: str) -> Conversation:
         data = json.loads(line)
     except ValueError as exc:
         raise InvalidInputError("line", f"is not valid JSON: {exc}.") from exc
+    except RecursionError:
+        raise InvalidInputError("line", "nests too deeply to be a conversation.") from None
     return validation.validate_conversation(data)

@@ -153,6 +153,47 @@ def sample_conversations() -> builtins.list[Conversation]:
             "many", many, created_at=now - 300_000, updated_at=now - 2_000, ttl=7200, owner="42"
         ),
         make_conversation(
+            "agent",
+            [
+                Message(
+                    id="ag1",
+                    role="user",
+                    content=[
+                        {"type": "text", "text": "What's the weather in the photo's city?"},
+                        {"type": "image_url", "image_url": {"url": "https://example.com/p.png"}},
+                    ],
+                    timestamp=now - 900,
+                    name="alice",
+                ),
+                Message(
+                    id="ag2",
+                    role="assistant",
+                    content="",
+                    timestamp=now - 800,
+                    tool_calls=[
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                        }
+                    ],
+                ),
+                Message(
+                    id="ag3",
+                    role="tool",
+                    content='{"temp": -3}',
+                    timestamp=now - 700,
+                    tool_call_id="call_1",
+                    name="weather",
+                ),
+                Message(id="ag4", role="developer", content="Be brief.", timestamp=now - 650),
+                Message(id="ag5", role="function", content="ok", timestamp=now - 640, name="f"),
+            ],
+            created_at=now - 1000,
+            updated_at=now - 600,
+            owner="17",
+        ),
+        make_conversation(
             "metadata-types",
             [
                 Message(
@@ -241,11 +282,13 @@ class FaultyMemoryStore(MemoryStore):
             after_put(conversation)
 
     def _iter_conversations(
-        self, *, include_expired: bool, batch_size: int
+        self, *, include_expired: bool, batch_size: int, owner: str | None
     ) -> Iterator[Conversation]:
         limit = self.options.get("FAIL_ITER_AFTER")
         for index, conversation in enumerate(
-            super()._iter_conversations(include_expired=include_expired, batch_size=batch_size)
+            super()._iter_conversations(
+                include_expired=include_expired, batch_size=batch_size, owner=owner
+            )
         ):
             if limit is not None and index >= limit:
                 raise self._fault("connection reset while streaming")
@@ -262,7 +305,7 @@ class FaultyMemoryStore(MemoryStore):
             raise self._fault("cleanup timed out")
         return super()._cleanup()
 
-    def _delete(self, conversation_id: str) -> bool:
+    def _delete(self, conversation_id: str, *, owner: str | None) -> bool:
         if self.options.get("FAIL_DELETE"):
             raise BackendError(f"injected fault: delete of {conversation_id!r} refused")
-        return super()._delete(conversation_id)
+        return super()._delete(conversation_id, owner=owner)

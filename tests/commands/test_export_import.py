@@ -132,6 +132,7 @@ def test_import_reports_bad_lines_and_imports_the_rest(convstores, run, tmp_path
         "",
         json.dumps(truncated),
         json.dumps(bad_role),
+        '{"a":' * 100_000 + "1" + "}" * 100_000,
         json.dumps(good[1].to_dict()),
     ]
     path = tmp_path / "in.jsonl"
@@ -140,13 +141,14 @@ def test_import_reports_bad_lines_and_imports_the_rest(convstores, run, tmp_path
     result = run("convstore_import", str(path))
 
     assert isinstance(result.error, CommandError)
-    assert "3 conversations failed to import" in str(result.error)
-    assert result.lines == ["imported 2/5 conversations into 'default', 3 failed"]
+    assert "4 conversations failed to import" in str(result.error)
+    assert result.lines == ["imported 2/6 conversations into 'default', 4 failed"]
     assert "line 2: InvalidInputError: line: is not valid JSON" in result.stderr
     assert "line 4: InvalidInputError: metadata.message_count: is 3 but 1 messages" in (
         result.stderr
     )
     assert "line 5: InvalidInputError: messages.0.role: must be one of" in result.stderr
+    assert "line 6: InvalidInputError: line: nests too deeply" in result.stderr
     assert contents(built["default"]) == dump(good)
 
 

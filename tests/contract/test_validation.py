@@ -35,9 +35,25 @@ BAD_MESSAGES = [
     ({"role": "user", "content": "x", "metadata": []}, "messages.1.metadata"),
     ({"role": "user", "content": "x", "metadata": {1: "a"}}, "messages.1.metadata"),
     ({"role": "user", "content": "x", "metadata": {"a": {2: "b"}}}, "messages.1.metadata.a"),
-    ({"role": "user", "content": "x", "metadata": {"n": math.nan}}, "messages.1.metadata"),
-    ({"role": "user", "content": "x", "metadata": {"o": object()}}, "messages.1.metadata"),
-    ({"role": "user", "content": "x", "name": "bob"}, "messages.1"),
+    ({"role": "user", "content": "x", "metadata": {"n": math.nan}}, "messages.1.metadata.n"),
+    ({"role": "user", "content": "x", "metadata": {"o": object()}}, "messages.1.metadata.o"),
+    ({"role": "user", "content": "x", "nickname": "bob"}, "messages.1"),
+    ({"role": "user", "content": "x", "toolCalls": []}, "messages.1"),
+    ({"role": "user", "content": [{"text": "no type"}]}, "messages.1.content.0.type"),
+    ({"role": "user", "content": [{"type": ""}]}, "messages.1.content.0.type"),
+    ({"role": "user", "content": ["text"]}, "messages.1.content.0"),
+    ({"role": "user", "content": {"type": "text", "text": "x"}}, "messages.1.content"),
+    ({"role": "user", "content": [{"type": "x", "v": math.inf}]}, "messages.1.content.0.v"),
+    ({"role": "user", "content": "x", "name": ""}, "messages.1.name"),
+    ({"role": "user", "content": "x", "name": 3}, "messages.1.name"),
+    ({"role": "tool", "content": "x", "tool_call_id": ""}, "messages.1.tool_call_id"),
+    ({"role": "assistant", "content": "", "tool_calls": {"id": "c"}}, "messages.1.tool_calls"),
+    ({"role": "assistant", "content": "", "tool_calls": ["c"]}, "messages.1.tool_calls.0"),
+    (
+        {"role": "assistant", "content": "", "tool_calls": [{"a": {1: 2}}]},
+        "messages.1.tool_calls.0.a",
+    ),
+    ({"role": "user", "content": "x", "id": "original"}, "messages.1.id"),
     ("just a string", "messages.1"),
 ]
 
@@ -74,7 +90,7 @@ def test_bad_conversation_ids(seeded, bad_id, field):
 @pytest.mark.parametrize(("bad_message", "field"), BAD_MESSAGES)
 def test_bad_messages_write_nothing(seeded, bad_message, field):
     store, snapshot = seeded
-    batch = [msg("valid"), bad_message]
+    batch = [msg("valid", id="original"), bad_message]
     with pytest.raises(InvalidInputError) as info:
         store.append("keep", batch)
     assert info.value.field == field
@@ -104,7 +120,7 @@ def test_messages_must_be_a_list(seeded, not_a_list):
         ({"ttl": True}, "ttl"),
         ({"ttl": 1.5}, "ttl"),
         ({"metadata": "x"}, "metadata"),
-        ({"metadata": {"a": math.inf}}, "metadata"),
+        ({"metadata": {"a": math.inf}}, "metadata.a"),
         ({"metadata": {3: 1}}, "metadata"),
         ({"owner": 12}, "owner"),
         ({"owner": ""}, "owner"),
@@ -155,7 +171,7 @@ def test_error_names_field_in_message(store):
     [
         (lambda s: s.save("c", [msg("bad \ud800 surrogate")]), "messages.0.content"),
         (lambda s: s.save("c\udfff", [msg("x")]), "conversation_id"),
-        (lambda s: s.save("c", [msg("x", metadata={"k": "\ud800"})]), "messages.0.metadata"),
+        (lambda s: s.save("c", [msg("x", metadata={"k": "\ud800"})]), "messages.0.metadata.k"),
         (lambda s: s.save("c", [msg("x")], metadata={"\udc00": 1}), "metadata"),
         (lambda s: s.save("c", [msg("x", timestamp=2**53)]), "messages.0.timestamp"),
         (lambda s: s.save("c", [msg("x")], ttl=2**31), "ttl"),
