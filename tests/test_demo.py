@@ -132,6 +132,16 @@ def test_each_user_sees_only_their_own_conversations(demo):
     )
 
 
+def test_a_wrong_basic_password_answers_401_with_a_challenge(demo):
+    request = urllib.request.Request(demo.url + "/api/conversations/")
+    token = base64.b64encode(b"alice:wrong").decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=15)
+    assert error.value.code == 401
+    assert error.value.headers["WWW-Authenticate"].startswith("Basic")
+
+
 def test_non_staff_users_can_open_the_chat_page(demo):
     opener = _session(demo, "bob", "bob")
     status, body, _ = _request(demo.url + "/chat/", opener=opener)
