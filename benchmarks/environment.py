@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,7 @@ def machine(
 ) -> dict[str, str]:
     """What the run ran on, for the report's header."""
     info = {
-        "date (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "CPU": _cpu_model(),
         "cores": str(os.cpu_count()),
         "OS": f"{platform.system()} {platform.release()}",

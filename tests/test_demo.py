@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-ALICE = {"demo-trip-to-lisbon", "demo-python-help"}
+ALICE = {"demo-trip-to-lisbon", "demo-python-help", "demo-weather-photo"}
 BOB = {"demo-support-refund-4711", "demo-recipe-ideas"}
 
 
@@ -89,7 +89,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 def test_setup_prints_where_to_start_and_is_idempotent(demo):
     assert "The demo is ready." in demo.setup_output
     assert f"Start here:  {demo.url}/" in demo.setup_output
-    assert "default: 4 demo conversations loaded" in demo.setup_output
+    assert "default: 5 demo conversations loaded" in demo.setup_output
     assert "memory: loaded by the server on its first request" in demo.setup_output
     again = run_setup(demo.env)
     assert again.returncode == 0, again.stderr
@@ -132,6 +132,16 @@ def test_each_user_sees_only_their_own_conversations(demo):
     )
 
 
+def test_a_wrong_basic_password_answers_401_with_a_challenge(demo):
+    request = urllib.request.Request(demo.url + "/api/conversations/")
+    token = base64.b64encode(b"alice:wrong").decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=15)
+    assert error.value.code == 401
+    assert error.value.headers["WWW-Authenticate"].startswith("Basic")
+
+
 def test_non_staff_users_can_open_the_chat_page(demo):
     opener = _session(demo, "bob", "bob")
     status, body, _ = _request(demo.url + "/chat/", opener=opener)
@@ -168,12 +178,12 @@ def _chromium() -> str | None:
     return None
 
 
-def _screenshot(page: Any, name: str) -> None:
+def _screenshot(page: Any, name: str, *, docs: bool = True) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=False)
     target = os.environ.get("CONVSTORE_DOCS_SCREENSHOTS")
-    if target:
+    if docs and target:
         shutil.copyfile(path, ROOT / target / name)
 
 
@@ -200,7 +210,8 @@ def test_browser_walk_landing_chat_as_alice_then_admin(demo):
             assert page.locator("#demo-users tr").count() == 4
             _screenshot(page, "demo-landing.png")
 
-            # Alice chats: only her conversations, tool and system turns drawn apart.
+            # Alice chats: only her conversations; tool calls, tool results, system and
+            # developer turns and content parts each drawn their own way.
             page.click("text=Log in")
             page.fill("#id_username", "alice")
             page.fill("#id_password", "alice")
@@ -209,15 +220,25 @@ def test_browser_walk_landing_chat_as_alice_then_admin(demo):
             titles = page.locator("#conversations li").all_inner_texts()
             assert any("Lisbon" in title for title in titles)
             assert not any("Refund" in title or "fridge" in title for title in titles)
-            page.click("#conversations li:has-text('Lisbon')")
-            page.wait_for_selector(".bubble.system")
-            system_style = page.eval_on_selector(
-                ".bubble.system", "e => getComputedStyle(e).borderStyle"
-            )
-            assistant_style = page.eval_on_selector(
-                ".bubble.assistant", "e => getComputedStyle(e).borderStyle"
-            )
-            assert system_style == "dashed" and assistant_style != "dashed"
+            page.click("#conversations li:has-text('Weather')")
+            page.wait_for_selector(".bubble.tool")
+            styles = {
+                role: page.eval_on_selector(
+                    f".bubble.{role}",
+                    "e => [getComputedStyle(e).borderStyle, getComputedStyle(e).fontFamily,"
+                    " getComputedStyle(e).backgroundColor]",
+                )
+                for role in ("developer", "user", "assistant", "tool")
+            }
+            assert styles["developer"][0] == "dashed"
+            assert "mono" in styles["tool"][1].lower() and "mono" not in styles["assistant"][1]
+            assert len({style[2] for style in styles.values()}) == 4, styles
+            call = page.inner_text(".bubble.assistant .tool-call")
+            assert "get_weather" in call and "Lisbon" in call
+            assert "result of call_weather_1" in (page.text_content(".bubble.tool .role") or "")
+            image = page.locator(".bubble.user .part.attachment a")
+            assert image.get_attribute("href") == "https://example.com/photos/lisbon-tram-28.jpg"
+            assert page.locator(".bubble img").count() == 0  # parts are links, never fetched
             page.fill("#message", "Hello from the browser test")
             page.press("#message", "Enter")
             page.wait_for_selector(".bubble.user >> text=Hello from the browser test")
@@ -247,11 +268,11 @@ def test_browser_walk_landing_chat_as_alice_then_admin(demo):
             page.click("input[type=submit]")
             page.wait_for_selector("text=demo-trip-to-lisbon")
             page.wait_for_selector("text=demo-recipe-ideas")
-            _screenshot(page, "demo-admin.png")
+            _screenshot(page, "demo-admin.png", docs=False)  # the docs show admin-*.png
             page.click("text=demo-support-refund-4711")
             page.wait_for_selector("text=R-2291")
         finally:
             browser.close()
     status, body, _ = _request(demo.url + "/api/conversations/?limit=1", auth=("alice", "alice"))
     assert status == 200
-    assert json.loads(body)["results"][0]["conversation_id"] == "demo-trip-to-lisbon"
+    assert json.loads(body)["results"][0]["conversation_id"] == "demo-weather-photo"

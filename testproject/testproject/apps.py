@@ -7,6 +7,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.core.signals import request_started
+from django.db import DatabaseError
 
 from . import receivers
 
@@ -19,7 +20,8 @@ def seed_memory_stores(**_kwargs: Any) -> None:
 
     A memory store lives inside one process, so ``demo_setup`` (another
     process) cannot fill it for the server; the server does it on its first
-    request instead.
+    request instead. Until ``demo_setup`` has migrated the database there are
+    no users to own them, and the next request tries again.
     """
     if _seeded.is_set():
         return
@@ -32,7 +34,10 @@ def seed_memory_stores(**_kwargs: Any) -> None:
     with _seeding:
         if _seeded.is_set():
             return
-        owners = demo_owners()
+        try:
+            owners = demo_owners()
+        except DatabaseError:  # not migrated yet
+            return
         for alias in settings.CONVSTORE:
             store = stores[alias]
             if is_memory_store(store):

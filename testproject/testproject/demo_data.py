@@ -76,15 +76,77 @@ DEMO_CONVERSATIONS: list[dict[str, Any]] = [
             {"role": "user", "content": "My order #4711 arrived broken. Can I get a refund?"},
             {
                 "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "call_refund_4711",
+                        "type": "function",
+                        "function": {
+                            "name": "open_refund_request",
+                            "arguments": '{"order": "4711", "reason": "arrived broken"}',
+                        },
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "name": "open_refund_request",
+                "tool_call_id": "call_refund_4711",
+                "content": '{"refund_request": "R-2291", "status": "opened"}',
+            },
+            {
+                "role": "assistant",
                 "content": "I'm sorry about that! I have opened refund request R-2291. "
                 "You'll get an email with a prepaid return label.",
             },
-            {"role": "tool", "content": '{"refund_request": "R-2291", "status": "opened"}'},
             {"role": "user", "content": "Thanks, how long does it take?"},
             {
                 "role": "assistant",
                 "content": "Refunds reach your card 3 to 5 business days after we receive the "
                 "parcel.",
+            },
+        ],
+    },
+    {
+        "conversation_id": "demo-weather-photo",
+        "owner": "alice",
+        "metadata": {"title": "Weather where this photo was taken", "channel": "mobile"},
+        "ttl": 0,
+        "messages": [
+            {
+                "role": "developer",
+                "content": "Answer with the weather tool; never guess the weather.",
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What's the weather where I took this photo?"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "https://example.com/photos/lisbon-tram-28.jpg"},
+                    },
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": "That is tram 28 in Lisbon. Let me check the weather there.",
+                "tool_calls": [
+                    {
+                        "id": "call_weather_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Lisbon"}'},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "name": "get_weather",
+                "tool_call_id": "call_weather_1",
+                "content": '{"city": "Lisbon", "temp_c": 21, "sky": "sunny"}',
+            },
+            {
+                "role": "assistant",
+                "content": "It is 21 °C and sunny in Lisbon: a good day to ride the tram.",
             },
         ],
     },
