@@ -36,6 +36,9 @@ MAX_ROUNDS = 50
 #: MySQL error codes worth another round: deadlock, and a duplicate key on create.
 _RETRYABLE = {1213, 1062}
 
+#: ``sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER`` (the module has the name from Python 3.11 on).
+SQLITE_LIMIT_VARIABLE_NUMBER = 9
+
 
 class Row(NamedTuple):
     """A locked conversation row (the columns of ``sql.LOCK_COLUMNS``)."""
@@ -408,8 +411,9 @@ class SqliteOperations(LockingOperations):
         self.connection.ensure_connection()
         raw = self.connection.connection
         limit = self.connection.features.max_query_params or 999
-        if hasattr(raw, "getlimit"):
-            limit = max(limit, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        getlimit = getattr(raw, "getlimit", None)  # Python 3.11+
+        if getlimit is not None:
+            limit = max(limit, getlimit(SQLITE_LIMIT_VARIABLE_NUMBER))
         return max(1, min(limit // 4, 1000))
 
 
