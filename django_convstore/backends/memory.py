@@ -79,7 +79,7 @@ class _Entry:
         """Fresh message objects (all, or the newest ``last``)."""
         blobs = self.blobs
         if last is not None:
-            blobs = blobs[len(blobs) - last :] if last else []
+            blobs = blobs[max(0, len(blobs) - last) :] if last else []
         return codec.decode_joined_messages(b",".join(blobs))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+import pytest
+
 from django_convstore import Message
 from django_convstore.clock import now_ms
 
@@ -166,3 +168,15 @@ def test_load_expired(store, backend_name):
         assert [m.content for m in held.messages] == ["a", "b"]
     else:
         assert held is None
+
+
+@pytest.mark.parametrize("stored", [1, 2, 5])
+def test_last_beyond_the_length_returns_everything(store, stored):
+    store.save("c", [msg(str(i), id=f"m{i}") for i in range(stored)])
+    for last in (stored, stored + 1, 2 * stored - 1, 2 * stored, 2 * stored + 1, 1000):
+        loaded = store.load("c", last=last)
+        assert [m.id for m in loaded.messages] == [f"m{i}" for i in range(stored)], last
+        assert loaded.metadata.message_count == stored
+    store.pop("c")
+    loaded = store.load("c", last=stored)
+    assert [m.id for m in loaded.messages] == [f"m{i}" for i in range(stored - 1)]
