@@ -14,8 +14,6 @@ from agents.items import ModelResponse
 from agents.memory import Session
 from agents.models.interface import Model
 from agents.usage import Usage
-from django.contrib.admin.utils import quote
-from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.responses import (
@@ -37,7 +35,7 @@ from django_convstore.integrations.openai_agents import (
 )
 from django_convstore.types import Message
 
-from .conftest import run
+from .conftest import TOOL_CALL_SHOWN, admin_page, run
 from .strategies import OA_ITEM
 
 SETTINGS = settings(
@@ -365,11 +363,11 @@ def test_a_run_end_to_end_in_the_admin_and_the_api(settings, client, django_user
 
     django_user_model.objects.create_superuser("root", password="pw")
     client.force_login(django_user_model.objects.get(username="root"))
-    url = reverse("admin:django_convstore_conversation_change", args=[quote("weather-run")])
-    page = client.get(url).content.decode()
+    page = admin_page(client, "weather-run")
     for text in (
         "What is the weather in Paris?",
         "sunny in Paris, 21 °C",
         "It is sunny in Paris.",
     ):
         assert text in page
+    assert TOOL_CALL_SHOWN.search(page)
