@@ -155,6 +155,14 @@ def test_same_results_as_the_sdks_sqlite_session(leg_store, operations, default_
         reference.close()
 
 
+def test_a_limit_beyond_the_history_after_a_pop(leg_store):
+    """Found by the test above: the newest 3 of 2 items are both (not just the last)."""
+    chat = session(leg_store)
+    run(lambda: chat.add_items([{"role": "user", "content": str(i)} for i in range(3)]))
+    run(chat.pop_item)
+    assert [item["content"] for item in run(lambda: chat.get_items(3))] == ["0", "1"]
+
+
 def test_the_same_item_twice_is_stored_twice(memory_store):
     chat = session(memory_store)
     item = {"role": "assistant", "content": "Hi", "id": "__fake_id__", "type": "message"}
