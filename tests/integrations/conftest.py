@@ -10,17 +10,32 @@ stays in its thread.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.admin.utils import quote
+from django.urls import reverse
 
 from django_convstore import create_store
 from django_convstore.backends.base import BaseStore
 
 _T = TypeVar("_T")
+
+
+#: How the admin's transcript shows a tool call of ``get_weather``.
+TOOL_CALL_SHOWN = re.compile(r"calls\s*<strong>get_weather</strong>")
+
+
+def admin_page(client: Any, conversation_id: str) -> str:
+    """The admin's page of a conversation of the default store, as HTML."""
+    url = reverse("admin:django_convstore_conversation_change", args=[quote(conversation_id)])
+    response = client.get(url)
+    assert response.status_code == 200
+    return str(response.content.decode())
 
 
 def run(awaitable_factory: Callable[[], Awaitable[_T]]) -> _T:

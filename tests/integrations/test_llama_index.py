@@ -8,8 +8,6 @@ import uuid
 from typing import Any
 
 import pytest
-from django.contrib.admin.utils import quote
-from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llama_index.core.base.llms.types import (
@@ -33,7 +31,7 @@ from django_convstore.integrations.llama_index import (
 )
 from django_convstore.types import Message
 
-from .conftest import run
+from .conftest import TOOL_CALL_SHOWN, admin_page, run
 from .strategies import llama_index_message
 
 SETTINGS = settings(
@@ -324,7 +322,7 @@ def test_memory_and_a_chat_engine_end_to_end(settings, client, django_user_model
 
     django_user_model.objects.create_superuser("root", password="pw")
     client.force_login(django_user_model.objects.get(username="root"))
-    url = reverse("admin:django_convstore_conversation_change", args=[quote("llama-chat")])
-    page = client.get(url).content.decode()
+    page = admin_page(client, "llama-chat")
     for text in ("What is the weather in Paris?", "sunny, 21 °C", "And tomorrow?"):
         assert text in page
+    assert TOOL_CALL_SHOWN.search(page)
