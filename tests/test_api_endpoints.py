@@ -15,6 +15,7 @@ from django_convstore.api.pagination import MessagePagination
 from django_convstore.backends.base import BaseStore
 from django_convstore.clock import now_ms
 from django_convstore.types import Conversation, ConversationMetadata, Message
+from tests.fixtures.api import SQLITE_EMPTY_APPEND
 
 pytestmark = pytest.mark.django_db
 
@@ -541,6 +542,25 @@ def test_append_skips_ids_the_conversation_holds(
     assert more.json()["message_count"] == 3
     stored = api_store.load("c")
     assert stored is not None and [m.id for m in stored.messages] == ["m0", "m1", "m2"]
+
+
+def test_an_append_of_no_messages_changes_nothing_or_creates_an_empty_conversation(
+    api_store: BaseStore,
+    owner_client: APIClient,
+    owner: Any,
+    api_backend: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    if api_backend == "database":
+        request.applymarker(pytest.mark.xfail(reason=SQLITE_EMPTY_APPEND, strict=True))
+    saved = api_store.save("c", msgs(2), owner=str(owner.pk))
+
+    same = owner_client.post(url("c", "messages"), {"messages": []}, format="json")
+    new = owner_client.post(url("new", "messages"), {"messages": []}, format="json")
+
+    assert same.status_code == 201 and same.json() == saved.metadata.to_dict()
+    assert new.status_code == 201
+    assert new.json()["message_count"] == 0 and new.json()["owner"] == str(owner.pk)
 
 
 def test_duplicate_ids_in_one_append_answer_400(
