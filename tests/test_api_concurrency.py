@@ -56,16 +56,6 @@ def test_patch_never_loses_messages_appended_meanwhile(
     api_backend: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    if api_backend == "database_mysql":
-        # Reported to the lead (STATUS-api.md): reproduced on the store alone, no API involved.
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="database backend on MySQL/MariaDB: set_ttl/update_metadata racing "
-                "appends can die in a deadlock (1213) that is not retried "
-                "(BackendUnavailableError)",
-                strict=False,
-            )
-        )
     api_store.save("c", [{"id": "first", "role": "user", "content": "hi"}], owner=str(owner.pk))
     statuses: list[int] = []
 

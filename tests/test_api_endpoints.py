@@ -15,7 +15,6 @@ from django_convstore.api.pagination import MessagePagination
 from django_convstore.backends.base import BaseStore
 from django_convstore.clock import now_ms
 from django_convstore.types import Conversation, ConversationMetadata, Message
-from tests.fixtures.api import SQLITE_EMPTY_APPEND
 
 pytestmark = pytest.mark.django_db
 
@@ -548,11 +547,7 @@ def test_an_append_of_no_messages_changes_nothing_or_creates_an_empty_conversati
     api_store: BaseStore,
     owner_client: APIClient,
     owner: Any,
-    api_backend: str,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if api_backend == "database":
-        request.applymarker(pytest.mark.xfail(reason=SQLITE_EMPTY_APPEND, strict=True))
     saved = api_store.save("c", msgs(2), owner=str(owner.pk))
 
     same = owner_client.post(url("c", "messages"), {"messages": []}, format="json")

@@ -37,7 +37,7 @@ from schemathesis.checks import (
 )
 
 from django_convstore.backends.base import BaseStore
-from tests.fixtures.api import CROSS_OWNER, FUZZ_STATS, PASSWORD, SQLITE_EMPTY_APPEND
+from tests.fixtures.api import CROSS_OWNER, FUZZ_STATS, PASSWORD
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -102,14 +102,7 @@ def test_fuzz_operation(
     label: str,
     role: str,
     mode: GenerationMode,
-    api_backend: str,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if (
-        api_backend == "database"
-        and label == "POST /api/conversations/{conversation_id}/messages/"
-    ):
-        request.applymarker(pytest.mark.xfail(reason=SQLITE_EMPTY_APPEND, strict=False))
     user = make_user("fuzzer", perms=CROSS_OWNER if role == "manager" else ())
     somebody = make_user("somebody")
     token = base64.b64encode(f"fuzzer:{PASSWORD}".encode()).decode()

@@ -446,3 +446,22 @@ def test_losing_the_race_to_create_a_conversation_appends_to_the_winners():
     assert statements == ["SELECT"]  # still one statement, one round trip
     assert [m.content for m in store.load("c").messages] == ["mine"]
     store.clear()
+
+
+def test_metadata_and_ttl_updates_racing_appends_never_fail(db_store):
+    """On MySQL/MariaDB these can deadlock (1213); the store retries, callers see nothing."""
+    db_store.save("c", [Message(role="user", content="first", id="first")])
+
+    def work(worker: int) -> None:
+        for i in range(30):
+            if worker < 2:
+                db_store.append("c", [{"role": "user", "content": f"{worker}-{i}"}])
+            elif worker == 2:
+                db_store.set_ttl("c", 3600 + i)
+            else:
+                db_store.update_metadata("c", {f"k{i}": i})
+
+    assert in_threads(4, work) == []
+    loaded = db_store.load("c")
+    assert loaded.metadata.message_count == len(loaded.messages) == 61
+    assert loaded.metadata.metadata == {f"k{i}": i for i in range(30)}

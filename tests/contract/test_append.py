@@ -95,3 +95,14 @@ def test_many_appends_and_windowed_load(store):
         store.append("long", [msg(f"m{i}")])
     assert store.load("long").metadata.message_count == 30
     assert [m.content for m in store.load("long", last=2).messages] == ["m28", "m29"]
+
+
+def test_an_empty_append_creates_a_missing_conversation_and_changes_nothing_else(store):
+    meta = store.append("new", [])
+    assert meta.message_count == 0
+    assert store.exists("new")
+    store.save("c", [msg("a", id="a")], ttl=1000)
+    before = store.load("c").metadata
+    time.sleep(0.01)
+    assert store.append("c", []) == before
+    assert store.load("c").metadata == before

@@ -378,7 +378,11 @@ class SqliteOperations(LockingOperations):
         touch: bool,
         owner: str | None,
     ) -> ConversationMetadata:
-        if len(messages) > self._rows_per_insert() or sqlite3.sqlite_version_info < (3, 35):
+        if (
+            not messages  # the single INSERT needs at least one row
+            or len(messages) > self._rows_per_insert()
+            or sqlite3.sqlite_version_info < (3, 35)
+        ):
             return super().append(conversation_id, messages, now, touch=touch, owner=owner)
         ids, docs = rows.encode(messages)
         values: list[Any] = []
@@ -426,6 +430,17 @@ class MysqlOperations(LockingOperations):
 
     def _rows_per_insert(self) -> int:
         return 500
+
+    def set_ttl(
+        self, conversation_id: str, ttl: int | None, now: int, *, owner: str | None
+    ) -> bool:
+        # InnoDB can pick even a lone UPDATE as a deadlock victim (1213) while appends
+        # lock the same row: run it like the other writes, in a retried transaction.
+        parent = super().set_ttl
+        changed: bool = self._in_transaction(
+            lambda: parent(conversation_id, ttl, now, owner=owner)
+        )
+        return changed
 
     def load(
         self,
