@@ -79,7 +79,19 @@ DATABASES: dict[str, dict[str, object]] = {
     "default": (
         _database_from_dsn(_postgres_dsn)
         if _postgres_dsn
-        else {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+        else {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": ":memory:",  # only the test database is used: a file, see below
+            # A file, not Django's in-memory test database: the live-server tests'
+            # request threads then each open their own connection. An in-memory one is
+            # shared by all of them, and Python 3.12+'s sqlite3 refuses that concurrent use.
+            "TEST": {
+                "NAME": os.path.join(
+                    tempfile.gettempdir(), f"convstore-test-default-{os.getpid()}.sqlite3"
+                )
+            },
+            "OPTIONS": {"timeout": 30},
+        }
     )
 }
 
