@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@case ',$(EXTRAS),' in *,dev,*|*,test,*) \
+	    $(BIN)/python -m pip install --quiet 'mysqlclient>=2.2' >/dev/null 2>&1 \
+	    || echo "note: mysqlclient did not build (it needs default-libmysqlclient-dev and pkg-config); the MySQL tests will skip";; esac
 	@rm -f $(VENV)/.installed-$(EXTRAS)-*
 	@touch $@
 

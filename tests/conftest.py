@@ -29,6 +29,7 @@ pytest_plugins = sorted(
 CONTRACT_BACKENDS = [
     "memory",
     "redis",
+    "redis_cluster",
     "zerodb",
     "database",
     "database_postgresql",

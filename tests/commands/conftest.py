@@ -16,7 +16,7 @@ from django_convstore import create_store
 from django_convstore.backends.base import BaseStore
 from django_convstore.handler import stores
 
-BACKENDS = ["memory", "redis", "zerodb", "database"]
+BACKENDS = ["memory", "redis", "redis_cluster", "zerodb", "database"]
 HERE = Path(__file__).parent
 #: Backend names of the database stores → the test database alias they run on.
 DATABASE_LEGS = {"database": "sqlite", "database_postgresql": "postgres"}

@@ -13,6 +13,8 @@ because Redis copies big strings into and out of Lua slowly. The pieces:
   (:mod:`.async_`, on ``redis.asyncio``, one pool per event loop), with
   :mod:`.requests` (round trips) and :mod:`.wire` (encoding, parsing);
 * :mod:`.connection` — settings, pools, django-redis caches, error translation;
+* :mod:`.cluster` — the same plans on a Redis Cluster (``OPTIONS["CLUSTER"]``),
+  each request sent to the master serving its slot;
 * :mod:`.legacy` — data written by 0.1, and its upgrade.
 
 Time comes from the application (``django_convstore.clock.now_ms``), as on
@@ -43,9 +45,14 @@ from .requests import Plan
 if TYPE_CHECKING:
     from redis import Redis
 
+    from .cluster import ClusterRunner
+
 DEFAULT_KEY_PREFIX = "aikit:conversation"
 #: Default of ``OPTIONS["INDEX_SHARDS"]``: one bucket is fastest on a single server.
 DEFAULT_INDEX_SHARDS = 1
+#: Default of ``OPTIONS["INDEX_SHARDS"]`` on a Redis Cluster: enough buckets for the
+#: conversations and their indexes to spread evenly over a few dozen masters.
+DEFAULT_CLUSTER_INDEX_SHARDS = 256
 MAX_INDEX_SHARDS = 16384
 
 _T = TypeVar("_T")
@@ -58,8 +65,10 @@ class RedisStore(NativeAsync, BaseStore):
     (TLS) or ``unix:///path.sock?db=0``; or the ``HOST``/``PORT``/``DB``/
     ``USERNAME``/``PASSWORD`` options (default ``redis://127.0.0.1:6379/0``).
     ``OPTIONS``: ``KEY_PREFIX`` (default ``aikit:conversation``; keys are
-    ``<KEY_PREFIX>:{<NAMESPACE>:<bucket>}:…``), ``INDEX_SHARDS`` (buckets the
-    store-wide indexes are spread over, default 1; see :mod:`.layout`),
+    ``<KEY_PREFIX>:<NAMESPACE>:{<bucket tag>}:…``), ``INDEX_SHARDS`` (buckets the
+    store-wide indexes are spread over, default 1, or 256 on a cluster; see
+    :mod:`.layout`), ``CLUSTER`` (``True``: LOCATION names any node of a Redis
+    Cluster, see :mod:`.cluster`),
     ``SOCKET_TIMEOUT`` (seconds, default 5, for connecting and for each
     reply), ``CONNECTION_POOL_KWARGS`` (passed to redis-py's pool), or
     ``CACHE``: the alias of a django-redis cache whose client to reuse (its
@@ -69,7 +78,7 @@ class RedisStore(NativeAsync, BaseStore):
 
     backend_name: ClassVar[str] = "redis"
     option_names: ClassVar[frozenset[str]] = frozenset(
-        {"KEY_PREFIX", "CACHE", "INDEX_SHARDS", *connection.SERVER_OPTIONS}
+        {"KEY_PREFIX", "CACHE", "CLUSTER", "INDEX_SHARDS", *connection.SERVER_OPTIONS}
     )
     required_modules: ClassVar[tuple[tuple[str, str], ...]] = (
         ("django_redis", "redis"),
@@ -88,17 +97,26 @@ class RedisStore(NativeAsync, BaseStore):
                 f"RedisStore needs the redis and django-redis packages ({exc}); "
                 "pip install 'django-convstore[redis]'."
             ) from exc
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         from . import runner
 
         self._runner = runner
         #: What :meth:`_translate` turns into this app's errors.
-        self._redis_errors: tuple[type[BaseException], ...] = (RedisError, OSError)
+        self._redis_errors: tuple[type[BaseException], ...] = (
+            RedisError,
+            RedisClusterException,
+            OSError,
+        )
+        self.cluster = self._parse_cluster()
         self.key_prefix = self._parse_key_prefix()
         if "{" in self.namespace or "}" in self.namespace:
             raise self.configuration_error("NAMESPACE must not contain '{' or '}' on Redis.")
-        shards = self.option_int("INDEX_SHARDS", DEFAULT_INDEX_SHARDS, minimum=1)
+        shards = self.option_int(
+            "INDEX_SHARDS",
+            DEFAULT_CLUSTER_INDEX_SHARDS if self.cluster else DEFAULT_INDEX_SHARDS,
+            minimum=1,
+        )
         assert shards is not None
         if shards > MAX_INDEX_SHARDS:
             raise self.configuration_error(
@@ -112,12 +130,19 @@ class RedisStore(NativeAsync, BaseStore):
             assert timeout is not None
             try:
                 self.server = connection.server_settings(self.location, self.options, timeout)
+                if self.cluster:
+                    connection.check_cluster_location(self.server.url)
             except connection.ConfigError as exc:
                 raise self.configuration_error(str(exc)) from None
         self._lock = threading.Lock()
         self._client: Redis | None = None
+        self._cluster: ClusterRunner | None = None
         self._layout_checked = False
         self._init_async()
+        if self.cluster:
+            # The twins run the sync methods in threads (they overlap: the cluster
+            # runner is thread-safe); redis.asyncio's cluster client is not used.
+            self._async_unsupported = True
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -132,6 +157,19 @@ class RedisStore(NativeAsync, BaseStore):
                 "OPTIONS['KEY_PREFIX'] must not contain '{' or '}' (they form hash tags)."
             )
         return prefix
+
+    def _parse_cluster(self) -> bool:
+        cluster = self.options.get("CLUSTER", False)
+        if not isinstance(cluster, bool):
+            raise self.configuration_error(
+                f"OPTIONS['CLUSTER'] must be True or False, not {cluster!r}."
+            )
+        if cluster and "CACHE" in self.options:
+            raise self.configuration_error(
+                "OPTIONS['CLUSTER'] cannot be combined with OPTIONS['CACHE']: django-redis has "
+                "no Redis Cluster client; give the cluster's LOCATION (any node) instead."
+            )
+        return cluster
 
     def _parse_cache(self) -> str | None:
         cache = self.options.get("CACHE")
@@ -159,6 +197,8 @@ class RedisStore(NativeAsync, BaseStore):
     def address(self) -> str:
         """Where the store connects (``host:port`` or ``unix:path``), without credentials."""
         if self.server is not None:
+            if self.cluster:
+                return f"the cluster seeded by {self.server.address}"
             return self.server.address
         client = self._client
         where = connection.client_address(client) if client is not None else "?"
@@ -185,6 +225,27 @@ class RedisStore(NativeAsync, BaseStore):
                     self._client = client
         return client
 
+    @property
+    def cluster_runner(self) -> ClusterRunner:
+        """The cluster client's runner (``OPTIONS["CLUSTER"]``), created on first use:
+        reads the slot map from the seed node (raises ``BackendUnavailableError``)."""
+        runner = self._cluster
+        if runner is None:
+            from .cluster import ClusterRunner
+
+            assert self.server is not None
+            with self._lock:
+                runner = self._cluster
+                if runner is None:
+                    try:
+                        client = connection.cluster_client_for(self.server)
+                    except self._redis_errors as exc:
+                        raise self._translate(exc) from exc
+                    runner = self._cluster = ClusterRunner(
+                        client, timeout=self.server.socket_timeout
+                    )
+        return runner
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """Turn redis-py and socket errors into this app's errors."""
@@ -193,10 +254,11 @@ class RedisStore(NativeAsync, BaseStore):
         except self._redis_errors as exc:
             raise self._translate(exc) from exc
 
-    def _translate(self, exc: BaseException) -> Exception:
+    def _translate(self, exc: BaseException, *, node: str | None = None) -> Exception:
         secrets = self.server.secrets() if self.server is not None else []
+        address = self.address if node is None else f"cluster node {node}"
         return connection.translate_error(
-            exc, alias=self.display_alias, address=self.address, secrets=secrets
+            exc, alias=self.display_alias, address=address, secrets=secrets
         )
 
     def _run(self, plan: Plan[_T], *, check: bool = True) -> _T:
@@ -204,6 +266,15 @@ class RedisStore(NativeAsync, BaseStore):
         if check and not self._layout_checked:
             self._run(legacy.check_layout(self.layout, self.display_alias), check=False)
             self._layout_checked = True
+        if self.cluster:
+            from .cluster import NodeError
+
+            try:
+                return (self._cluster or self.cluster_runner).run(plan)
+            except NodeError as exc:
+                raise self._translate(exc.error, node=exc.node) from exc.error
+            except self._redis_errors as exc:
+                raise self._translate(exc) from exc
         try:
             return self._runner.run(self._client or self.client, plan)
         except self._redis_errors as exc:
@@ -219,6 +290,10 @@ class RedisStore(NativeAsync, BaseStore):
         self._close_sync()
 
     def _close_sync(self) -> None:
+        if self._cluster is not None:
+            with self._errors():
+                self._cluster.disconnect()
+            return
         with self._lock:
             client = self._client
             if client is None or self.server is None:
@@ -394,4 +469,9 @@ class RedisStore(NativeAsync, BaseStore):
         return self._run(operations.stats(self.layout, now=now_ms()))
 
 
-__all__ = ["DEFAULT_INDEX_SHARDS", "DEFAULT_KEY_PREFIX", "RedisStore"]
+__all__ = [
+    "DEFAULT_CLUSTER_INDEX_SHARDS",
+    "DEFAULT_INDEX_SHARDS",
+    "DEFAULT_KEY_PREFIX",
+    "RedisStore",
+]

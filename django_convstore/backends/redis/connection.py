@@ -31,6 +31,7 @@ from ...exceptions import BackendAuthError, BackendError, BackendUnavailableErro
 if TYPE_CHECKING:
     from redis import ConnectionPool, Redis
     from redis.asyncio import Redis as AsyncRedis
+    from redis.cluster import RedisCluster
 
 DEFAULT_LOCATION = "redis://127.0.0.1:6379/0"
 DEFAULT_SOCKET_TIMEOUT = 5.0
@@ -226,6 +227,33 @@ def client_for(settings: ServerSettings) -> Redis:
     return Redis(connection_pool=pool_for(settings))
 
 
+def cluster_client_for(settings: ServerSettings) -> RedisCluster:
+    """A redis-py cluster client seeded by ``settings.url`` (it reads the slot map now)."""
+    from redis.cluster import RedisCluster
+
+    kwargs: dict[str, Any] = dict(settings.pool_kwargs)
+    kwargs["socket_timeout"] = settings.socket_timeout
+    kwargs.setdefault("socket_connect_timeout", settings.socket_timeout)
+    if settings.username:
+        kwargs["username"] = settings.username
+    if settings.password:
+        kwargs["password"] = settings.password
+    return RedisCluster.from_url(settings.url, **kwargs)
+
+
+def check_cluster_location(url: str) -> None:
+    """Raise ConfigError unless ``url`` can seed a cluster client (TCP, database 0)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        raise ConfigError(
+            "OPTIONS['CLUSTER'] needs a redis:// or rediss:// LOCATION naming a cluster node; "
+            "redis-py's cluster client does not connect over unix sockets."
+        )
+    db = parts.path.strip("/")
+    if db not in ("", "0"):
+        raise ConfigError(f"a Redis Cluster has only database 0; LOCATION names database {db}.")
+
+
 def cache_client(cache_alias: str) -> Redis:
     """The client of the django-redis cache ``cache_alias`` (raises ConfigError)."""
     from django.core.cache import InvalidCacheBackendError
@@ -363,6 +391,13 @@ def translate_error(
         if secret:
             text = text.replace(secret, "********")
     where = f"redis store {alias!r} at {address}"
+    if isinstance(exc, rx.ClusterDownError | rx.TryAgainError | rx.RedisClusterException):
+        return BackendUnavailableError(
+            f"{where} is unavailable (Redis Cluster): {text}",
+            backend="redis",
+            alias=alias,
+            address=address,
+        )
     if isinstance(exc, rx.AuthenticationError | rx.NoPermissionError):
         return BackendAuthError(f"{where}: the server rejected the credentials ({text}).")
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError):

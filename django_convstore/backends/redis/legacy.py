@@ -177,7 +177,10 @@ def upgrade(
         if on_progress is not None:
             on_progress(report)
     if not dry_run and not report.failed:
-        store._run(_one(Call(("DEL", *(f"{base}:{name}" for name in STORE_KEYS)))), check=False)
+        # One DEL per key: on a Redis Cluster they sit in different slots.
+        store._run(
+            _one(Batch([Call(("DEL", f"{base}:{name}")) for name in STORE_KEYS])), check=False
+        )
         store._run(_one(Call(("SET", layout.marker, layout.marker_value, "NX"))), check=False)
     return report
 

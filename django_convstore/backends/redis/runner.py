@@ -55,17 +55,17 @@ def execute(client: Redis, request: Request) -> Any:
     if type(request) is Eval:
         return _eval(client, request)
     if type(request) is Call:
-        reply = _send(client, [request.args])[0]
+        reply = send(client, [request.args])[0]
         if isinstance(reply, ResponseError):
             raise reply
         return reply
     if type(request) is Transaction:
         return _transaction(client, request.commands)
     assert type(request) is Batch
-    return _batch(client, request.requests)
+    return batch(client, request.requests)
 
 
-def _send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+def send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     """Send commands in one write and read their replies (error replies as exceptions)."""
     pool = client.connection_pool
     connection = pool.get_connection()
@@ -86,9 +86,9 @@ def _send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
 
 
 def _eval(client: Redis, request: Eval) -> Any:
-    reply = _send(client, [eval_args(request)])[0]
+    reply = send(client, [eval_args(request)])[0]
     if isinstance(reply, NoScriptError):
-        reply = _send(client, [eval_args(request, by_sha=False)])[0]
+        reply = send(client, [eval_args(request, by_sha=False)])[0]
     if isinstance(reply, ResponseError):
         raise reply
     return reply
@@ -98,18 +98,18 @@ def _transaction(client: Redis, commands: list[tuple[Any, ...] | Eval]) -> Any:
     """``MULTI``, the commands, ``EXEC``: their replies, or the error that refused them all
     (out of memory, for one); a command that failed inside raises its error. When a
     script was unknown, the transaction runs again with ``EVAL`` (nothing in it ran)."""
-    replies = _send(client, wrap_transaction(commands))
+    replies = send(client, wrap_transaction(commands))
     if isinstance(replies[-1], list) and any(
         isinstance(reply, NoScriptError) for reply in replies[-1]
     ):
-        replies = _send(client, wrap_transaction(commands, by_sha=False))
+        replies = send(client, wrap_transaction(commands, by_sha=False))
     return unwrap_transaction(replies)
 
 
-def _batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:
+def batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:
     """Pipeline the requests; scripts the server did not know run again as ``EVAL``."""
     commands = [eval_args(r) if isinstance(r, Eval) else r.args for r in requests]
-    replies = _send(client, commands)
+    replies = send(client, commands)
     for index, reply in enumerate(replies):
         request = requests[index]
         if isinstance(reply, NoScriptError) and type(request) is Eval:
@@ -119,4 +119,4 @@ def _batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:
     return replies
 
 
-__all__ = ["execute", "run"]
+__all__ = ["batch", "execute", "run", "send"]
