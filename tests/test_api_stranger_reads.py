@@ -93,6 +93,28 @@ def redis_probe(server: Any) -> ReadProbe:
     return ReadProbe("bytes sent", measure, margin=4096, owner_reads=MESSAGES * len(CONTENT))
 
 
+def redis_cluster_probe(cluster: Any) -> ReadProbe:
+    """Bytes the cluster's masters sent to their clients (replication is not counted)."""
+
+    def sent() -> int:
+        total = 0
+        for node in cluster.masters():
+            info = str(node.call("INFO", "stats"))
+            line = next(x for x in info.splitlines() if x.startswith("total_net_output_bytes:"))
+            total += int(line.split(":")[1])
+        return total
+
+    start = sent()
+    info_replies = sent() - start  # what the INFO replies themselves add
+
+    def measure(call: Call) -> int:
+        before = sent()
+        call()
+        return sent() - before - info_replies
+
+    return ReadProbe("bytes sent", measure, margin=4096, owner_reads=MESSAGES * len(CONTENT))
+
+
 def zerodb_probe(server: Any) -> ReadProbe:
     """Bytes of the ZeroDB test server's answers."""
 
@@ -170,6 +192,8 @@ def read_probe(
         return memory_probe(monkeypatch)
     if api_backend == "redis":
         return redis_probe(request.getfixturevalue("redis_server"))
+    if api_backend == "redis_cluster":
+        return redis_cluster_probe(request.getfixturevalue("redis_cluster"))
     if api_backend == "zerodb":
         return zerodb_probe(request.getfixturevalue("zerodb_server"))
     if api_backend in DATABASE_LEGS:
