@@ -35,6 +35,7 @@ MODULE_PARTS = {
     "zerodb": "zerodb_bench",
     "database": "database_bench",
     "migrate": "migrate_bench",
+    "cluster": "cluster_bench",
 }
 BACKENDS = ("memory", "redis", "zerodb", "sqlite", "postgresql")
 

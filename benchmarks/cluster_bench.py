@@ -14,8 +14,7 @@ Each pair of operations is timed alternately, call by call, and the medians
 are compared, so both see the same machine noise. ``--raw`` times the
 redis-py equivalents of the store's operations (one Lua script, one
 pipeline, a two-phase top-k merge over the buckets) instead of the store:
-the floor the backend can reach, and runnable before the backend supports
-``OPTIONS["CLUSTER"]``.
+the floor the backend can reach.
 
     python -m benchmarks.cluster_bench [--quick] [--raw]
 """
@@ -40,7 +39,6 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 django.setup()
 
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from django_convstore import create_store  # noqa: E402
 from django_convstore.backends.base import BaseStore  # noqa: E402
@@ -56,10 +54,6 @@ BUCKET_COUNTS = (16, 64, 256, 1024)
 PAGE = 50
 DEEP_OFFSET = 1000
 TARGET_RATIO = 1.3
-
-
-class ClusterStoreUnsupported(RuntimeError):
-    """The Redis backend of this checkout cannot run on a cluster (no ``OPTIONS["CLUSTER"]``)."""
 
 
 @dataclass(frozen=True)
@@ -103,19 +97,12 @@ def cluster_config(cluster: LocalCluster, namespace: str, shards: int | None) ->
 
 
 def build_store(config: dict[str, Any], alias: str) -> BaseStore:
-    """``create_store``, turning a backend without cluster support into ClusterStoreUnsupported."""
-    try:
-        return create_store(config, alias=alias)
-    except ImproperlyConfigured as exc:
-        if "CLUSTER" in str(exc) or "INDEX_SHARDS" in str(exc):
-            raise ClusterStoreUnsupported(
-                f"this checkout's Redis backend does not support OPTIONS['CLUSTER'] yet: {exc}"
-            ) from exc
-        raise
+    """The store of ``config`` (``create_store``)."""
+    return create_store(config, alias=alias)
 
 
 def check_cluster_store(store: BaseStore, cluster: LocalCluster) -> None:
-    """Write and read conversations on every master; ClusterStoreUnsupported if that fails."""
+    """Write and read a conversation on every master (raises if one fails)."""
     ids = _ids_on_every_master(cluster, "probe")
     try:
         for cid in ids:
@@ -124,7 +111,7 @@ def check_cluster_store(store: BaseStore, cluster: LocalCluster) -> None:
             assert loaded is not None and loaded.metadata.message_count == 1
             store.delete(cid)
     except ConvStoreError as exc:
-        raise ClusterStoreUnsupported(
+        raise RuntimeError(
             f"the store cannot write on every master of the cluster: {exc}"
         ) from exc
 
@@ -469,11 +456,7 @@ def main() -> None:
         "--raw", action="store_true", help="time the redis-py equivalents, not the store"
     )
     args = parser.parse_args()
-    try:
-        rows = run(args.quick, raw=args.raw)
-    except ClusterStoreUnsupported as exc:
-        parser.exit(2, f"{exc}\n(run with --raw for the redis-py floor)\n")
-    print(markdown_table(rows))
+    print(markdown_table(run(args.quick, raw=args.raw)))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,7 @@
 
 What is checked is the shape: every operation is timed on both sides, the
 two-phase listing over many buckets returns exactly the single index's
-page, and the store mode either measures or says clearly that this
-checkout's backend lacks ``OPTIONS["CLUSTER"]``.
+page, and the store mode measures the store on a real cluster.
 """
 
 from __future__ import annotations
@@ -75,34 +74,8 @@ def test_raw_mode_times_every_operation_on_a_real_cluster() -> None:
         assert row["met"] in {"yes", "NO", "-"}
 
 
-def _backend_supports_cluster() -> bool:
-    from django.core.exceptions import ImproperlyConfigured
-
-    from django_convstore import create_store
-
-    config = {
-        "BACKEND": cluster_bench.REDIS_BACKEND,
-        "LOCATION": "redis://127.0.0.1:1",
-        "OPTIONS": {"CLUSTER": True},
-    }
-    try:
-        create_store(config, alias="probe").close()
-    except ImproperlyConfigured:
-        return False
-    return True
-
-
-def test_store_mode_says_when_the_backend_cannot_run_on_a_cluster() -> None:
-    if _backend_supports_cluster():
-        pytest.skip("this checkout's backend supports OPTIONS['CLUSTER']; the store mode runs")
-    with pytest.raises(cluster_bench.ClusterStoreUnsupported, match="OPTIONS\\['CLUSTER'\\]"):
-        cluster_bench.run(smoke=True)
-
-
 @pytest.mark.slow
 def test_store_mode_times_the_store_on_a_real_cluster() -> None:
-    if not _backend_supports_cluster():
-        pytest.skip("this checkout's Redis backend does not support OPTIONS['CLUSTER'] yet")
     rows = cluster_bench.run(smoke=True)
     names = [str(row["measurement"]) for row in rows]
     assert names[0].startswith("append") and names[1].startswith("load")
