@@ -443,7 +443,7 @@ conversation_specs = st.lists(
 )
 @given(
     specs=conversation_specs,
-    shards=st.sampled_from([1, 2, 5]),
+    shards=st.sampled_from([1, 2, 5, 16]),
     owner=st.sampled_from([None, "o1", "o2", "nobody"]),
     prefix=st.sampled_from([None, "a", "ab", "b", "ü", "a{", "q"]),
     limit=st.integers(1, 6),

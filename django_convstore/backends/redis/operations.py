@@ -379,8 +379,8 @@ def list_page(
     offset: int,
     now: int,
 ) -> Plan[Page]:
-    """``list_conversations``: one script on a single bucket; with several, each bucket's
-    top ``offset + limit`` rows, merged, then the page's meta hashes."""
+    """``list_conversations``: one script on a single bucket; with several, a two-phase
+    top-k merge over the buckets, then the page's meta hashes."""
     buckets = layout.buckets()
     filters = (owner or "", prefix or "")
     if len(buckets) == 1:
@@ -391,14 +391,45 @@ def list_page(
             if flat
         ]
         return Page(items=items, total=max(0, int(reply[0])))
-    replies = yield _each_bucket(layout, PAGE, now, *filters, 0, offset + limit, "0")
+    # Two phases (a threshold top-k merge): a few rows of every bucket, then, from the
+    # buckets that may hold more rows above the cutoff those rows imply, the rest of
+    # their share - only rows at or above the cutoff.
+    want = offset + limit
+    first = min(want, max(1, -(-2 * want // len(buckets))))
+    replies = yield _each_bucket(layout, PAGE, now, *filters, 0, first, "0")
     total = sum(max(0, int(reply[0])) for reply in replies)
-    rows = [
-        (float(score), cid)
+    per_bucket = [
+        [(float(score), cid) for cid, score in zip(reply[1::2], reply[2::2], strict=True)]
         for reply in replies
-        for cid, score in zip(reply[1::2], reply[2::2], strict=True)
     ]
-    page = [text(cid) for _, cid in _newest_first(rows)[offset : offset + limit]]
+    rows = _newest_first([row for bucket_rows in per_bucket for row in bucket_rows])
+    cutoff = rows[want - 1][0] if len(rows) >= want else None
+    more = [
+        index
+        for index, bucket_rows in enumerate(per_bucket)
+        if len(bucket_rows) == first
+        and first < want
+        and (cutoff is None or bucket_rows[-1][0] >= cutoff)
+    ]
+    if more:
+        floor = "" if cutoff is None else repr(cutoff)
+        extra = yield Batch(
+            [
+                _bucket_eval(PAGE, buckets[i], now, *filters, first, want - first, "0", floor)
+                for i in more
+            ]
+        )
+        seen = {cid for _, cid in rows}  # a write between the phases may shift ranks
+        rows = _newest_first(
+            rows
+            + [
+                (float(score), cid)
+                for reply in extra
+                for cid, score in zip(reply[1::2], reply[2::2], strict=True)
+                if cid not in seen
+            ]
+        )
+    page = [text(cid) for _, cid in rows[offset : offset + limit]]
     if not page:
         return Page(items=[], total=total)
     metas = yield Batch([Call(("HGETALL", layout.conversation(cid).meta)) for cid in page])

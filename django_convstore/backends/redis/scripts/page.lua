@@ -1,11 +1,13 @@
 --! include lib/bucket.lua
 -- One page of live conversations, newest first. ARGV[3] owner ('' = everyone),
 -- ARGV[4] id prefix ('' = any), ARGV[5] rows to skip, ARGV[6] rows to return,
--- ARGV[7] '1' to add each row's meta hash.
+-- ARGV[7] '1' to add each row's meta hash, ARGV[8] (optional, '' = none) the lowest
+-- updated_at to return: rows below it end the page early.
 -- Reply: {total, id, updated_at, [meta,] id, updated_at, [meta,] ...}.
 local src = RECENT
 if ARGV[3] ~= '' then src = PREFIX .. 'owner:' .. ARGV[3] end
 local prefix, skip, count = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local floor = tonumber(ARGV[8] or '')
 local expired = expired_ids()
 local dead = set_of(expired)
 local rows, total = {}, 0
@@ -22,8 +24,10 @@ if prefix ~= '' then
   total = #found
   for i = skip + 1, math.min(skip + count, #found) do
     local id = found[i][2]
+    local score = redis.call('ZSCORE', src, id)
+    if floor and tonumber(score) < floor then break end
     rows[#rows + 1] = id
-    rows[#rows + 1] = redis.call('ZSCORE', src, id)
+    rows[#rows + 1] = score
   end
 else
   local ranks = {}
@@ -50,6 +54,7 @@ else
     local range = redis.call('ZREVRANGE', src, s, s + count + #ranks - 1, 'WITHSCORES')
     for j = 1, #range, 2 do
       if #rows >= 2 * count then break end
+      if floor and tonumber(range[j + 1]) < floor then break end
       if not dead[range[j]] then
         rows[#rows + 1] = range[j]
         rows[#rows + 1] = range[j + 1]
