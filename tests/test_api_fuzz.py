@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import request_finished
+from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -78,12 +78,17 @@ def api_schema(wsgi_app: WSGIHandler, db: None) -> Iterator[Any]:
     """The schemathesis schema, loaded from ``/api/schema/`` of the WSGI app.
 
     Like Django's test client, the WSGI calls must not close the test's
-    database connection when a request finishes.
+    database connection, neither when a request starts nor when it finishes:
+    inside the test's transaction autocommit is off, so ``close_old_connections``
+    takes the connection for a broken one and closes it (an in-memory SQLite
+    database ignores that; the file the tests use does not, nor does PostgreSQL).
     """
+    request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
         yield schemathesis.openapi.from_wsgi("/api/schema/", wsgi_app)
     finally:
+        request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
 
 

@@ -491,7 +491,7 @@ STATEMENTS = {
     "pop": (6, 1, 6),
     "truncate": (6, 1, 6),
     "update_metadata": (4, 1, 4),
-    "set_ttl": (1, 1, 3),  # MySQL: in a transaction retried on deadlocks
+    "set_ttl": (1, 1, 4),  # MySQL: locks the row, then updates it by primary key
     "load": (1, 1, 1),
     "load(last=N)": (1, 1, 1),
     "exists": (1, 1, 1),

@@ -449,19 +449,29 @@ def test_losing_the_race_to_create_a_conversation_appends_to_the_winners():
 
 
 def test_metadata_and_ttl_updates_racing_appends_never_fail(db_store):
-    """On MySQL/MariaDB these can deadlock (1213); the store retries, callers see nothing."""
+    """On MySQL/MariaDB these can deadlock (1213); the store retries, callers see nothing.
+
+    Every ``set_ttl`` finds the live conversation (True) while appends, metadata
+    updates and the other ``set_ttl`` calls rewrite its row: on MariaDB a lone
+    UPDATE that looked the row up through the ``(namespace, updated_at)`` index
+    missed it when another writer had just moved it there, and answered False.
+    """
     db_store.save("c", [Message(role="user", content="first", id="first")])
+    missed: list[tuple[int, int]] = []
 
     def work(worker: int) -> None:
         for i in range(30):
             if worker < 2:
                 db_store.append("c", [{"role": "user", "content": f"{worker}-{i}"}])
-            elif worker == 2:
-                db_store.set_ttl("c", 3600 + i)
+            elif worker < 4:
+                if not db_store.set_ttl("c", 3600 + 100 * worker + i):
+                    missed.append((worker, i))
             else:
                 db_store.update_metadata("c", {f"k{i}": i})
 
-    assert in_threads(4, work) == []
+    assert in_threads(5, work) == []
+    assert missed == []
     loaded = db_store.load("c")
     assert loaded.metadata.message_count == len(loaded.messages) == 61
     assert loaded.metadata.metadata == {f"k{i}": i for i in range(30)}
+    assert loaded.metadata.ttl in (3600 + 200 + 29, 3600 + 300 + 29)  # one setter's last

@@ -434,13 +434,21 @@ class MysqlOperations(LockingOperations):
     def set_ttl(
         self, conversation_id: str, ttl: int | None, now: int, *, owner: str | None
     ) -> bool:
-        # InnoDB can pick even a lone UPDATE as a deadlock victim (1213) while appends
-        # lock the same row: run it like the other writes, in a retried transaction.
-        parent = super().set_ttl
-        changed: bool = self._in_transaction(
-            lambda: parent(conversation_id, ttl, now, owner=owner)
-        )
-        return changed
+        # Like the other writes: lock the row through the (namespace, conversation_id) key,
+        # check it, update it by primary key. A lone UPDATE … WHERE namespace, id, expiry,
+        # owner lets the optimizer pick another index, and MariaDB picks (namespace,
+        # updated_at), the very column every write rewrites: under READ COMMITTED the scan
+        # then misses a row another writer has just moved in that index and changes nothing
+        # (False for a live conversation), or deadlocks against writers that lock in key order.
+        def work() -> bool:
+            row = self._lock(conversation_id, now)
+            if row is None or not row.visible(now, owner):
+                return False
+            expires = rows.expires_at(now, ttl)
+            self.write(sql.SET_TTL, {"ttl": ttl, "now": now, "expires": expires, "id": row.id})
+            return True
+
+        return bool(self._in_transaction(work))
 
     def load(
         self,

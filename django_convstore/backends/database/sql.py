@@ -463,6 +463,12 @@ TOUCH_METADATA = (
     "WHERE id = %(id)s"
 )
 
+#: MySQL/MariaDB's ``set_ttl`` of the row it locked (see ``locking.MysqlOperations.set_ttl``).
+SET_TTL = (
+    "UPDATE {conv} SET ttl = %(ttl)s, updated_at = %(now)s, expires_at = %(expires)s "
+    "WHERE id = %(id)s"
+)
+
 PURGE_MESSAGES = "DELETE FROM {msg} WHERE conversation_id = %(id)s"
 DELETE_CONVERSATION = "DELETE FROM {conv} WHERE id = %(id)s"
 
