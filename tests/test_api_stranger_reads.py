@@ -74,32 +74,13 @@ def memory_probe(monkeypatch: pytest.MonkeyPatch) -> ReadProbe:
     return ReadProbe("bytes decoded", measure, margin=0, owner_reads=MESSAGES * len(CONTENT))
 
 
-def redis_probe(server: Any) -> ReadProbe:
-    """Bytes the Redis server sent to its clients."""
-
-    def sent() -> int:
-        info = str(server.command("INFO", "stats"))
-        line = next(x for x in info.splitlines() if x.startswith("total_net_output_bytes:"))
-        return int(line.split(":")[1])
-
-    start = sent()
-    info_reply = sent() - start  # what one INFO reply itself adds
-
-    def measure(call: Call) -> int:
-        before = sent()
-        call()
-        return sent() - before - info_reply
-
-    return ReadProbe("bytes sent", measure, margin=4096, owner_reads=MESSAGES * len(CONTENT))
-
-
-def redis_cluster_probe(cluster: Any) -> ReadProbe:
-    """Bytes the cluster's masters sent to their clients (replication is not counted)."""
+def redis_probe(servers: Callable[[], list[Any]]) -> ReadProbe:
+    """Bytes the Redis servers (one, or a cluster's masters) sent to their clients."""
 
     def sent() -> int:
         total = 0
-        for node in cluster.masters():
-            info = str(node.call("INFO", "stats"))
+        for server in servers():
+            info = str(server.command("INFO", "stats"))
             line = next(x for x in info.splitlines() if x.startswith("total_net_output_bytes:"))
             total += int(line.split(":")[1])
         return total
@@ -191,9 +172,10 @@ def read_probe(
     if api_backend == "memory":
         return memory_probe(monkeypatch)
     if api_backend == "redis":
-        return redis_probe(request.getfixturevalue("redis_server"))
+        server = request.getfixturevalue("redis_server")
+        return redis_probe(lambda: [server])
     if api_backend == "redis_cluster":
-        return redis_cluster_probe(request.getfixturevalue("redis_cluster"))
+        return redis_probe(request.getfixturevalue("redis_cluster").masters)
     if api_backend == "zerodb":
         return zerodb_probe(request.getfixturevalue("zerodb_server"))
     if api_backend in DATABASE_LEGS:
