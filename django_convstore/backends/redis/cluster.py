@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -165,102 +165,51 @@ class ClusterRunner:
             self._refreshed_at = time.monotonic()
 
     def _single(self, request: Eval | Call | Transaction) -> Any:
-        slot = slot_of_key(request_key(request))
-        deadline = time.monotonic() + self.timeout
-        pause = _FIRST_PAUSE
-        asking: ClusterNode | None = None
+        retry = Retry(self, request)
         while True:
-            node = asking or self.master_for_slot(slot)
+            node = retry.node()
             try:
-                if asking is not None:
-                    return self._asking(node, request)
-                if type(request) is Transaction:
-                    return _transaction(self._node_client(node), request.commands)
-                return runner.execute(self._node_client(node), request)
-            except _REROUTE:
-                asking = None
-                self._stale = True
-                self.refresh()
-            except AskError as exc:
-                asking = self.client.nodes_manager.get_node(exc.host, exc.port)
-                if asking is None:
-                    self.refresh()
-            except _WAIT as exc:
-                asking = None
-                if time.monotonic() + pause > deadline:
-                    raise NodeError(exc, node.name) from exc
-                time.sleep(pause)
-                pause = min(pause * 2, 0.5)
+                return self._send(node, request, asking=retry.asking is not None)
             except (RedisError, OSError) as exc:
-                if _is_connection_error(exc):
-                    self._stale = True
-                raise NodeError(exc, node.name) from exc
-            if time.monotonic() > deadline:
-                raise NodeError(RedisClusterException("the slot kept moving"), node.name)
+                pause = retry.failed(exc, node)
+            if self._stale:
+                self.refresh()
+            if pause:
+                time.sleep(pause)
 
-    def _asking(self, node: ClusterNode, request: Eval | Call | Transaction) -> Any:
-        """``ASKING`` and the request, in one write (a transaction is tried again later)."""
-        if isinstance(request, Transaction):
-            raise TryAgainError("a slot is being migrated")
-        command = eval_args(request) if isinstance(request, Eval) else request.args
-        replies = runner.send(self._node_client(node), [("ASKING",), command])
-        reply = replies[1]
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+    def _send(self, node: ClusterNode, request: Eval | Call | Transaction, *, asking: bool) -> Any:
+        client = self._node_client(node)
+        if asking:
+            return asking_reply(runner.send(client, [("ASKING",), asking_command(request)]))
+        if type(request) is Transaction:
+            for by_sha in (True, False):
+                replies = runner.send(client, wrap_transaction(request.commands, by_sha=by_sha))
+                if not transaction_needs_eval(replies):
+                    break
+            return unwrap_cluster_transaction(replies)
+        return runner.execute(client, request)
 
     def _batch(self, requests: list[Eval | Call]) -> list[Any]:
         """Group by master, pipeline each group, ask the masters in parallel."""
-        replies: list[Any] = [None] * len(requests)
-        pending = list(range(len(requests)))
-        deadline = time.monotonic() + self.timeout
-        pause = _FIRST_PAUSE
-        while pending:
-            groups: dict[str, tuple[ClusterNode, list[int]]] = {}
-            for index in pending:
-                node = self.master_for_slot(slot_of_key(request_key(requests[index])))
-                groups.setdefault(node.name, (node, []))[1].append(index)
-            outcomes = self._each_node(
-                [
-                    (node, [requests[index] for index in indexes])
-                    for node, indexes in groups.values()
-                ]
-            )
-            pending = []
-            retry_after: BaseException | None = None
-            for (node, indexes), outcome in zip(groups.values(), outcomes, strict=True):
-                if isinstance(outcome, _REROUTE + _WAIT + (AskError,)):
-                    pending.extend(indexes)  # nothing of this group ran
-                    retry_after = outcome
-                    if isinstance(outcome, _REROUTE):
-                        self._stale = True
-                    continue
-                if isinstance(outcome, BaseException):
-                    if _is_connection_error(outcome):
-                        self._stale = True
-                    raise NodeError(outcome, node.name) from outcome
-                for index, reply in zip(indexes, outcome, strict=True):
-                    replies[index] = reply
-            if pending:
-                assert retry_after is not None
-                if time.monotonic() + pause > deadline:
-                    raise NodeError(retry_after, "several nodes")
-                if self._stale:
-                    self.refresh()
-                else:
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.5)
-        return replies
+        rounds = BatchRounds(self, requests)
+        while rounds.pending:
+            groups = rounds.groups()
+            pause = rounds.settle(groups, self._each_node(groups, rounds))
+            if self._stale:
+                self.refresh()
+            elif pause:
+                time.sleep(pause)
+        return rounds.replies
 
     def _each_node(
-        self, groups: Sequence[tuple[ClusterNode, list[Eval | Call]]]
+        self, groups: list[tuple[ClusterNode, list[int]]], rounds: BatchRounds
     ) -> list[list[Any] | BaseException]:
         """Each group's replies (or the error that stopped it), the nodes asked in parallel."""
 
-        def one(group: tuple[ClusterNode, list[Eval | Call]]) -> list[Any] | BaseException:
-            node, requests = group
+        def one(group: tuple[ClusterNode, list[int]]) -> list[Any] | BaseException:
+            node, indexes = group
             try:
-                return runner.batch(self._node_client(node), requests)
+                return runner.batch(self._node_client(node), rounds.requests_of(indexes))
             except (RedisError, OSError) as exc:
                 return exc
 
@@ -287,30 +236,129 @@ class ClusterRunner:
             if node.redis_connection is not None:
                 node.redis_connection.connection_pool.disconnect(inuse_connections=False)
 
-    def each_master(self, func: Callable[[Redis], _T]) -> list[_T]:
-        """``func`` on every master's client (tests and tools)."""
-        return [
-            func(self._node_client(node))
-            for node in self.client.nodes_manager.nodes_cache.values()
-            if node.server_type == "primary"
-        ]
+
+def asking_command(request: Eval | Call | Transaction) -> tuple[Any, ...]:
+    """The command sent after ``ASKING`` (a transaction is tried again later instead)."""
+    if isinstance(request, Transaction):
+        raise TryAgainError("a slot is being migrated")
+    return eval_args(request) if isinstance(request, Eval) else request.args
 
 
-def _transaction(client: Redis, commands: list[tuple[Any, ...] | Eval]) -> Any:
-    """As :func:`.runner.execute` does a transaction, but a command the node refused to
-    queue (``MOVED``, ``TRYAGAIN``, ...: the whole transaction was discarded) raises that
-    refusal, so the caller can send it elsewhere or again."""
-    for by_sha in (True, False):
-        replies = runner.send(client, wrap_transaction(commands, by_sha=by_sha))
-        for reply in replies[1:-1]:
-            if isinstance(reply, AskError | TryAgainError | ClusterDownError | ReadOnlyError):
-                raise reply
-        if not (
-            isinstance(replies[-1], list)
-            and any(isinstance(reply, NoScriptError) for reply in replies[-1])
-        ):
-            break
+def asking_reply(replies: list[Any]) -> Any:
+    """The reply to the command sent after ``ASKING`` (an error reply raised)."""
+    reply = replies[1]
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def transaction_needs_eval(replies: list[Any]) -> bool:
+    """Whether a transaction was refused for a script the node did not know (send ``EVAL``)."""
+    return isinstance(replies[-1], list) and any(
+        isinstance(reply, NoScriptError) for reply in replies[-1]
+    )
+
+
+def unwrap_cluster_transaction(replies: list[Any]) -> Any:
+    """:func:`.requests.unwrap_transaction`, but a command the node refused to queue
+    (``MOVED``, ``TRYAGAIN``, ...: the whole transaction was discarded) raises that refusal,
+    so the caller can send it elsewhere or again."""
+    for reply in replies[1:-1]:
+        if isinstance(reply, AskError | TryAgainError | ClusterDownError | ReadOnlyError):
+            raise reply
     return unwrap_transaction(replies)
+
+
+class Retry:
+    """What to do after a request to one slot failed: the rules of the module docstring."""
+
+    def __init__(self, runner: ClusterRunner, request: Eval | Call | Transaction) -> None:
+        self.runner = runner
+        self.slot = slot_of_key(request_key(request))
+        self.deadline = time.monotonic() + runner.timeout
+        self.pause = _FIRST_PAUSE
+        #: The node an ``ASK`` named, for the next try.
+        self.asking: ClusterNode | None = None
+
+    def node(self) -> ClusterNode:
+        """Where the next try goes."""
+        return self.asking or self.runner.master_for_slot(self.slot)
+
+    def failed(self, exc: BaseException, node: ClusterNode) -> float:
+        """How long to wait before the next try (the runner's ``_stale`` set: refresh the
+        slot map first); raises :class:`NodeError` when there is no next try."""
+        self.asking = None
+        wait = 0.0
+        if isinstance(exc, _REROUTE):
+            self.runner._stale = True
+        elif isinstance(exc, AskError):
+            self.asking = self.runner.client.nodes_manager.get_node(exc.host, exc.port)
+            if self.asking is None:
+                self.runner._stale = True
+        elif isinstance(exc, _WAIT):
+            wait = self.pause
+            self.pause = min(self.pause * 2, 0.5)
+        else:
+            if _is_connection_error(exc):
+                self.runner._stale = True  # the next request re-reads the slot map
+            raise NodeError(exc, node.name) from exc
+        if time.monotonic() + wait > self.deadline:
+            raise NodeError(exc, node.name) from exc
+        return wait
+
+
+class BatchRounds:
+    """A batch sent in rounds: the requests a node refused to run go again."""
+
+    def __init__(self, runner: ClusterRunner, requests: list[Eval | Call]) -> None:
+        self.runner = runner
+        self.requests = requests
+        self.replies: list[Any] = [None] * len(requests)
+        self.pending = list(range(len(requests)))
+        self.deadline = time.monotonic() + runner.timeout
+        self.pause = _FIRST_PAUSE
+
+    def groups(self) -> list[tuple[ClusterNode, list[int]]]:
+        """The pending requests by master."""
+        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for index in self.pending:
+            node = self.runner.master_for_slot(slot_of_key(request_key(self.requests[index])))
+            groups.setdefault(node.name, (node, []))[1].append(index)
+        return list(groups.values())
+
+    def requests_of(self, indexes: list[int]) -> list[Eval | Call]:
+        """The requests at ``indexes``."""
+        return [self.requests[index] for index in indexes]
+
+    def settle(
+        self,
+        groups: list[tuple[ClusterNode, list[int]]],
+        outcomes: Sequence[list[Any] | BaseException],
+    ) -> float:
+        """Keep the replies of the groups that ran; the others stay pending. How long to wait
+        before the next round; raises :class:`NodeError` when there is none."""
+        self.pending = []
+        refused: BaseException | None = None
+        for (node, indexes), outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, _REROUTE + _WAIT + (AskError,)):
+                self.pending.extend(indexes)  # nothing of this group ran
+                refused = outcome
+                if isinstance(outcome, _REROUTE):
+                    self.runner._stale = True
+                continue
+            if isinstance(outcome, BaseException):
+                if _is_connection_error(outcome):
+                    self.runner._stale = True
+                raise NodeError(outcome, node.name) from outcome
+            for index, reply in zip(indexes, outcome, strict=True):
+                self.replies[index] = reply
+        if refused is None:
+            return 0.0
+        wait = 0.0 if self.runner._stale else self.pause
+        self.pause = min(self.pause * 2, 0.5)
+        if time.monotonic() + wait > self.deadline:
+            raise NodeError(refused, "several nodes")
+        return wait
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -320,4 +368,4 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
 
 
-__all__ = ["ClusterRunner", "NodeError", "request_key", "slot_of_key"]
+__all__ = ["BatchRounds", "ClusterRunner", "NodeError", "Retry", "request_key", "slot_of_key"]
