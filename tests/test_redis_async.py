@@ -100,7 +100,7 @@ def test_one_store_on_several_event_loops(make_redis_store):
     assert store.load("c").metadata.message_count == 80
 
     async def exists_and_client() -> tuple[bool, object]:
-        return await store.aexists("c"), store._async_client()
+        return await store.aexists("c"), await store._async_client()
 
     first = asyncio.run(exists_and_client())
     second = asyncio.run(exists_and_client())

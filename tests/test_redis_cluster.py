@@ -8,6 +8,7 @@ passwords, many processes at once, and a master killed while writers run.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import multiprocessing
 import os
@@ -22,9 +23,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from django_convstore import BackendUnavailableError, create_store
-from django_convstore.backends.base import BaseStore
 from django_convstore.backends.redis import DEFAULT_CLUSTER_INDEX_SHARDS, RedisStore
 from django_convstore.backends.redis.cluster import slot_of_key
+from django_convstore.backends.redis.cluster_async import AsyncClusterRunner
 from django_convstore.backends.redis.layout import bucket_tags, key_slot
 from tests.fixtures.redis_cluster import cluster_store_config
 from tests.servers.redis_cluster import ClusterNode, LocalCluster
@@ -154,7 +155,10 @@ def test_each_write_and_read_is_one_script_on_one_master(redis_cluster: LocalClu
         assert _scripts_run(masters) - before == 1, name
 
 
-def test_a_slot_that_moved_is_followed(make_redis_cluster: Callable[..., LocalCluster]) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_slot_that_moved_is_followed(
+    make_redis_cluster: Callable[..., LocalCluster], mode: str
+) -> None:
     cluster = make_redis_cluster(masters=2, replicas=0)
     store = _store(cluster_store_config(cluster, INDEX_SHARDS=4))
     store.save("before", [msg("x")])
@@ -171,7 +175,11 @@ def test_a_slot_that_moved_is_followed(make_redis_cluster: Callable[..., LocalCl
     for master in cluster.masters():
         master.call("CLUSTER", "SETSLOT", str(slot), "NODE", new.node_id)
 
-    store.append(cid, [msg("after the move")])  # the store's slot map is stale: MOVED
+    # The store's slot map is stale: MOVED, then the new owner.
+    if mode == "sync":
+        store.append(cid, [msg("after the move")])
+    else:
+        asyncio.run(store.aappend(cid, [msg("after the move")]))
     assert [m.content for m in store.load(cid).messages] == ["after the move"]  # type: ignore[union-attr]
     assert int(new.call("CLUSTER", "COUNTKEYSINSLOT", str(slot))) > 0
     assert int(old.call("CLUSTER", "COUNTKEYSINSLOT", str(slot))) == 0
@@ -375,15 +383,18 @@ def test_a_killed_master_fails_over_and_the_store_recovers_by_itself(
     )
 
 
-def test_the_async_twins_work_on_a_cluster(redis_cluster: LocalCluster) -> None:
-    import asyncio
+def test_the_async_twins_are_native_on_a_cluster(redis_cluster: LocalCluster) -> None:
+    store = _store(cluster_store_config(redis_cluster))
 
-    store: BaseStore = _store(cluster_store_config(redis_cluster))
-
-    async def main() -> list[int]:
-        await asyncio.gather(*(store.aappend(f"a{i % 10}", [msg(str(i))]) for i in range(100)))
+    async def main() -> tuple[list[int], object, int]:
+        await asyncio.gather(*(store.aappend(f"a{i % 10}", [msg(str(i))]) for i in range(200)))
         loaded = await asyncio.gather(*(store.aload(f"a{i}") for i in range(10)))
-        return [c.metadata.message_count for c in loaded if c is not None]
+        client = await store._async_client()
+        total = (await store.alist_conversations(prefix="a", limit=1)).total
+        await store.aclose()
+        return [c.metadata.message_count for c in loaded if c is not None], client, total
 
-    assert asyncio.run(main()) == [10] * 10
+    counts, client, total = asyncio.run(main())
+    assert counts == [20] * 10 and total == 10
+    assert isinstance(client, AsyncClusterRunner)  # not the thread fallback
     store.clear()

@@ -194,7 +194,7 @@ def test_cache_option_reuses_the_django_redis_client(redis_server):
 
         async def native() -> None:
             await store.aappend("c", [msg("async")])
-            assert store._async_client() is not None
+            assert await store._async_client() is not None
             assert (await store.aload("c")).metadata.message_count == 2
             await store.aclose()
 
@@ -309,7 +309,7 @@ def test_cache_option_brings_a_sentinel_setup(redis_server):
 
             async def native() -> None:
                 await store.aappend("c", [msg("async, through sentinel")])
-                assert store._async_client() is not None  # not the thread fallback
+                assert await store._async_client() is not None  # not the thread fallback
                 loaded = await store.aload("c")
                 assert [m.content for m in loaded.messages][-1] == "async, through sentinel"
                 await store.aclose()

@@ -13,8 +13,8 @@ because Redis copies big strings into and out of Lua slowly. The pieces:
   (:mod:`.async_`, on ``redis.asyncio``, one pool per event loop), with
   :mod:`.requests` (round trips) and :mod:`.wire` (encoding, parsing);
 * :mod:`.connection` — settings, pools, django-redis caches, error translation;
-* :mod:`.cluster` — the same plans on a Redis Cluster (``OPTIONS["CLUSTER"]``),
-  each request sent to the master serving its slot;
+* :mod:`.cluster` and :mod:`.cluster_async` — the same plans on a Redis Cluster
+  (``OPTIONS["CLUSTER"]``), each request sent to the master serving its slot;
 * :mod:`.legacy` — data written by 0.1, and its upgrade.
 
 Time comes from the application (``django_convstore.clock.now_ms``), as on
@@ -139,10 +139,6 @@ class RedisStore(NativeAsync, BaseStore):
         self._cluster: ClusterRunner | None = None
         self._layout_checked = False
         self._init_async()
-        if self.cluster:
-            # The twins run the sync methods in threads (they overlap: the cluster
-            # runner is thread-safe); redis.asyncio's cluster client is not used.
-            self._async_unsupported = True
 
     # -- configuration ---------------------------------------------------------------------
 

@@ -37,11 +37,17 @@ from .requests import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import TypeAlias
 
     from redis import Redis
     from redis.asyncio import Redis as AsyncRedis
 
+    from .cluster import ClusterRunner
+    from .cluster_async import AsyncClusterRunner
     from .layout import Layout
+
+    #: What an event loop keeps: a client, or on a cluster a runner with a client per node.
+    LoopClient: TypeAlias = "AsyncRedis | AsyncClusterRunner"
 
 _T = TypeVar("_T")
 
@@ -64,17 +70,17 @@ async def execute(client: AsyncRedis, request: Request) -> Any:
     if type(request) is Call:
         from redis.exceptions import ResponseError
 
-        reply = (await _send(client, [request.args]))[0]
+        reply = (await send(client, [request.args]))[0]
         if isinstance(reply, ResponseError):
             raise reply
         return reply
     if type(request) is Transaction:
         return await _transaction(client, request.commands)
     assert type(request) is Batch
-    return await _batch(client, request.requests)
+    return await batch(client, request.requests)
 
 
-async def _send(client: AsyncRedis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+async def send(client: AsyncRedis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     from redis.exceptions import ResponseError
 
     pool = client.connection_pool
@@ -98,9 +104,9 @@ async def _send(client: AsyncRedis, commands: Sequence[tuple[Any, ...]]) -> list
 async def _eval(client: AsyncRedis, request: Eval) -> Any:
     from redis.exceptions import NoScriptError, ResponseError
 
-    reply = (await _send(client, [eval_args(request)]))[0]
+    reply = (await send(client, [eval_args(request)]))[0]
     if isinstance(reply, NoScriptError):
-        reply = (await _send(client, [eval_args(request, by_sha=False)]))[0]
+        reply = (await send(client, [eval_args(request, by_sha=False)]))[0]
     if isinstance(reply, ResponseError):
         raise reply
     return reply
@@ -109,19 +115,19 @@ async def _eval(client: AsyncRedis, request: Eval) -> Any:
 async def _transaction(client: AsyncRedis, commands: list[tuple[Any, ...] | Eval]) -> Any:
     from redis.exceptions import NoScriptError
 
-    replies = await _send(client, wrap_transaction(commands))
+    replies = await send(client, wrap_transaction(commands))
     if isinstance(replies[-1], list) and any(
         isinstance(reply, NoScriptError) for reply in replies[-1]
     ):
-        replies = await _send(client, wrap_transaction(commands, by_sha=False))
+        replies = await send(client, wrap_transaction(commands, by_sha=False))
     return unwrap_transaction(replies)
 
 
-async def _batch(client: AsyncRedis, requests: list[Eval | Call]) -> list[Any]:
+async def batch(client: AsyncRedis, requests: list[Eval | Call]) -> list[Any]:
     from redis.exceptions import NoScriptError, ResponseError
 
     commands = [eval_args(r) if isinstance(r, Eval) else r.args for r in requests]
-    replies = await _send(client, commands)
+    replies = await send(client, commands)
     for index, reply in enumerate(replies):
         request = requests[index]
         if isinstance(reply, NoScriptError) and type(request) is Eval:
@@ -131,7 +137,8 @@ async def _batch(client: AsyncRedis, requests: list[Eval | Call]) -> list[Any]:
     return replies
 
 
-async def _disconnect(client: AsyncRedis, *, in_use: bool = True) -> None:
+async def disconnect(client: AsyncRedis, *, in_use: bool = True) -> None:
+    """Close a client's connections (and its Sentinels'); the next command reconnects."""
     pool = client.connection_pool
     await pool.disconnect(inuse_connections=in_use)
     manager = getattr(pool, "sentinel_manager", None)
@@ -139,8 +146,17 @@ async def _disconnect(client: AsyncRedis, *, in_use: bool = True) -> None:
         await sentinel.connection_pool.disconnect(inuse_connections=in_use)
 
 
-def _schedule_disconnect(loop: asyncio.AbstractEventLoop, client: AsyncRedis) -> None:
-    loop.create_task(_disconnect(client, in_use=False))
+def _schedule_disconnect(loop: asyncio.AbstractEventLoop, client: LoopClient) -> None:
+    loop.create_task(_disconnect_loop_client(client, in_use=False))
+
+
+async def _disconnect_loop_client(client: LoopClient, *, in_use: bool = True) -> None:
+    from .cluster_async import AsyncClusterRunner
+
+    if isinstance(client, AsyncClusterRunner):
+        await client.disconnect(in_use=in_use)
+    else:
+        await disconnect(client, in_use=in_use)
 
 
 class NativeAsync:
@@ -152,17 +168,21 @@ class NativeAsync:
         display_alias: str
         _layout_checked: bool
         _redis_errors: tuple[type[BaseException], ...]
+        cluster: bool
+        _cluster: ClusterRunner | None
 
         @property
         def client(self) -> Redis: ...
+        @property
+        def cluster_runner(self) -> ClusterRunner: ...
 
         def _run(self, plan: Plan[_T], *, check: bool = True) -> _T: ...
-        def _translate(self, exc: BaseException) -> Exception: ...
+        def _translate(self, exc: BaseException, *, node: str | None = None) -> Exception: ...
         def _close_sync(self) -> None: ...
         async def _run_sync(self, func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T: ...
 
     def _init_async(self) -> None:
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClient] = (
             weakref.WeakKeyDictionary()
         )
         self._async_lock = threading.Lock()
@@ -171,23 +191,36 @@ class NativeAsync:
 
     # -- clients ---------------------------------------------------------------------------
 
-    def _async_client(self) -> AsyncRedis | None:
+    async def _async_client(self) -> LoopClient | None:
         """This event loop's client (None: fall back to threads)."""
         if self._async_unsupported:
             return None
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
-        if client is None:
-            sync_client = self.client
+        if client is not None:
+            return client
+        if self.cluster:
+            # The first use reads the slot map from the seed node: blocking I/O.
+            from .cluster_async import AsyncClusterRunner
+
+            sync_runner = self._cluster
+            if sync_runner is None:
+                sync_runner = await asyncio.to_thread(lambda: self.cluster_runner)
             with self._async_lock:
-                client = self._async_clients.get(loop)
-                if client is None:
-                    try:
-                        client = connection.async_client_for(sync_client)
-                    except connection.ConfigError:
-                        self._async_unsupported = True
-                        return None
-                    self._async_clients[loop] = client
+                runner = self._async_clients.get(loop)
+                if runner is None:
+                    runner = self._async_clients[loop] = AsyncClusterRunner(sync_runner)
+            return runner
+        sync_client = self.client
+        with self._async_lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                try:
+                    client = connection.async_client_for(sync_client)
+                except connection.ConfigError:
+                    self._async_unsupported = True
+                    return None
+                self._async_clients[loop] = client
         return client
 
     def _forget_async_clients(self) -> None:
@@ -211,9 +244,20 @@ class NativeAsync:
         if check and not self._layout_checked:
             await self._arun(legacy.check_layout(self.layout, self.display_alias), check=False)
             self._layout_checked = True
-        client = self._async_client()
+        client = await self._async_client()
         if client is None:
             return await self._run_sync(self._run, plan, check=False)
+        from .cluster_async import AsyncClusterRunner
+
+        if isinstance(client, AsyncClusterRunner):
+            from .cluster import NodeError
+
+            try:
+                return await client.run(plan)
+            except NodeError as exc:
+                raise self._translate(exc.error, node=exc.node) from exc.error
+            except self._redis_errors as exc:
+                raise self._translate(exc) from exc
         try:
             return await run(client, plan)
         except self._redis_errors as exc:
@@ -226,7 +270,7 @@ class NativeAsync:
             client = self._async_clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             try:
-                await _disconnect(client)
+                await _disconnect_loop_client(client)
             except OSError as exc:  # pragma: no cover - closing a socket rarely fails
                 raise self._translate(exc) from exc
         self._close_sync()
@@ -361,4 +405,4 @@ class NativeAsync:
         )
 
 
-__all__ = ["NativeAsync", "execute", "run"]
+__all__ = ["NativeAsync", "batch", "execute", "run", "send"]

@@ -151,7 +151,8 @@ class ClusterRunner:
         slots: Any = self.client.nodes_manager.slots_cache  # types-redis says str keys
         return slots
 
-    def _node_client(self, node: ClusterNode) -> Redis:
+    def node_client(self, node: ClusterNode) -> Redis:
+        """The sync redis-py client of ``node`` (its own connection pool)."""
         return self.client.get_redis_connection(node)
 
     def refresh(self) -> None:
@@ -178,7 +179,7 @@ class ClusterRunner:
                 time.sleep(pause)
 
     def _send(self, node: ClusterNode, request: Eval | Call | Transaction, *, asking: bool) -> Any:
-        client = self._node_client(node)
+        client = self.node_client(node)
         if asking:
             return asking_reply(runner.send(client, [("ASKING",), asking_command(request)]))
         if type(request) is Transaction:
@@ -209,7 +210,7 @@ class ClusterRunner:
         def one(group: tuple[ClusterNode, list[int]]) -> list[Any] | BaseException:
             node, indexes = group
             try:
-                return runner.batch(self._node_client(node), rounds.requests_of(indexes))
+                return runner.batch(self.node_client(node), rounds.requests_of(indexes))
             except (RedisError, OSError) as exc:
                 return exc
 
