@@ -298,9 +298,12 @@ def test_processes_appending_lose_and_duplicate_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_killed_master_fails_over_and_the_store_recovers_by_itself(
-    make_redis_cluster: Callable[..., LocalCluster],
+    make_redis_cluster: Callable[..., LocalCluster], mode: str
 ) -> None:
+    """Writer threads (``async``: each with an event loop of its own, appending through
+    the native async twins) run while a master is killed."""
     cluster = make_redis_cluster(masters=3, replicas=1)
     store = _store(cluster_store_config(cluster, INDEX_SHARDS=16, SOCKET_TIMEOUT=1))
     conversations = [f"fo-{i}" for i in range(24)]
@@ -310,14 +313,21 @@ def test_a_killed_master_fails_over_and_the_store_recovers_by_itself(
     unavailable = [0]
     stop = threading.Event()
 
+    async def append_async(cid: str, mid: str) -> None:
+        await store.aappend(cid, [msg(mid, id=mid)])
+
     def writer(number: int) -> None:
+        loop = asyncio.new_event_loop() if mode == "async" else None
         i = 0
         while not stop.is_set():
             cid = conversations[(number * 7 + i) % len(conversations)]
             mid = f"t{number}-{i}"
             i += 1
             try:
-                store.append(cid, [msg(mid, id=mid)])
+                if loop is None:
+                    store.append(cid, [msg(mid, id=mid)])
+                else:
+                    loop.run_until_complete(append_async(cid, mid))
             except BackendUnavailableError:
                 with lock:
                     unavailable[0] += 1
@@ -325,9 +335,12 @@ def test_a_killed_master_fails_over_and_the_store_recovers_by_itself(
                 continue
             except BaseException as exc:  # any other error fails the test
                 other_errors.append(exc)
-                return
+                break
             with lock:
                 acknowledged.append((cid, mid))
+        if loop is not None:
+            loop.run_until_complete(store.aclose())
+            loop.close()
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -376,7 +389,7 @@ def test_a_killed_master_fails_over_and_the_store_recovers_by_itself(
     missing = [(c, m) for c, m in before_checkpoint if m not in present.get(c, [])]
     assert not missing, f"{len(missing)} replicated writes lost: {missing[:5]}"
     print(
-        f"cluster failover: {len(acknowledged)} appends acknowledged, "
+        f"cluster failover ({mode}): {len(acknowledged)} appends acknowledged, "
         f"{unavailable[0]} BackendUnavailableError meanwhile, "
         f"{len(before_checkpoint)} replicated before the kill, none lost; writes to the "
         f"killed master's slots worked again {recovered_after:.1f} s after the kill"
