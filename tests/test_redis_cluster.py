@@ -255,8 +255,9 @@ def test_processes_appending_lose_and_duplicate_nothing(
 ) -> None:
     config = {**cluster_store_config(redis_cluster), "NAMESPACE": f"p{uuid.uuid4().hex[:8]}"}
     store = _store(config)
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context: Any = multiprocessing.get_context(method)
+    # spawn: this process has threads (the cluster runner asks masters in parallel), and
+    # fork would copy whatever lock one of them held.
+    context: Any = multiprocessing.get_context("spawn")
     start = context.Barrier(PROCESSES)
     done = context.Queue()
     processes = [
