@@ -16,7 +16,7 @@ from .guards import is_database_store, is_memory_store, is_redis_store, is_zerod
 from .handler import create_store, store, stores
 from .types import Conversation, ConversationMetadata, Message, Page, StoreStats
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BackendAuthError",
