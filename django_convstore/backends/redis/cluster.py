@@ -6,7 +6,8 @@ bucket's indexes share the bucket's hash tag, see :mod:`.layout`), except a
 goes, unchanged, to the master serving its slot, over that node's own
 redis-py client and the raw connection API of :mod:`.runner` (one write, raw
 replies); a batch is split by node, each node's part pipelined in one round
-trip, the nodes asked in parallel, and the replies put back in order.
+trip, every master's pipeline written before any reply is read (so they work at
+the same time, without threads), and the replies put back in order.
 
 The slot map is redis-py's (``RedisCluster.nodes_manager``). What the
 cluster answers is handled here:
@@ -30,7 +31,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import (
@@ -111,8 +111,6 @@ class ClusterRunner:
         self._refresh_lock = threading.Lock()
         self._stale = False
         self._refreshed_at = 0.0
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
 
     # -- plans -------------------------------------------------------------------------------
 
@@ -191,7 +189,7 @@ class ClusterRunner:
         return runner.execute(client, request)
 
     def _batch(self, requests: list[Eval | Call]) -> list[Any]:
-        """Group by master, pipeline each group, ask the masters in parallel."""
+        """Group by master, pipeline each group, all masters at once."""
         rounds = BatchRounds(self, requests)
         while rounds.pending:
             groups = rounds.groups()
@@ -205,29 +203,36 @@ class ClusterRunner:
     def _each_node(
         self, groups: list[tuple[ClusterNode, list[int]]], rounds: BatchRounds
     ) -> list[list[Any] | BaseException]:
-        """Each group's replies (or the error that stopped it), the nodes asked in parallel."""
-
-        def one(group: tuple[ClusterNode, list[int]]) -> list[Any] | BaseException:
-            node, indexes = group
-            try:
-                return runner.batch(self.node_client(node), rounds.requests_of(indexes))
-            except (RedisError, OSError) as exc:
-                return exc
-
-        if len(groups) == 1:
-            return [one(groups[0])]
-        return list(self._executor().map(one, groups))
-
-    def _executor(self) -> ThreadPoolExecutor:
-        pool = self._pool
-        if pool is None:
-            with self._pool_lock:
-                pool = self._pool
-                if pool is None:
-                    pool = self._pool = ThreadPoolExecutor(
-                        max_workers=16, thread_name_prefix="convstore-cluster"
-                    )
-        return pool
+        """Each group's replies (or the error that stopped it). Every master's pipeline is
+        written before any reply is read, so the masters work at the same time."""
+        started: list[tuple[Redis, list[Eval | Call], runner.Sent] | BaseException] = []
+        unread: list[runner.Sent] = []
+        try:
+            for node, indexes in groups:
+                client = self.node_client(node)
+                requests = rounds.requests_of(indexes)
+                try:
+                    sent = runner.start(client, runner.batch_commands(requests))
+                except (RedisError, OSError) as exc:
+                    started.append(exc)
+                    continue
+                unread.append(sent)
+                started.append((client, requests, sent))
+            outcomes: list[list[Any] | BaseException] = []
+            for item in started:
+                if isinstance(item, BaseException):
+                    outcomes.append(item)
+                    continue
+                client, requests, sent = item
+                unread.remove(sent)
+                try:
+                    outcomes.append(runner.batch_replies(client, requests, runner.finish(sent)))
+                except (RedisError, OSError) as exc:
+                    outcomes.append(exc)
+            return outcomes
+        finally:
+            for sent in unread:  # only when something unexpected interrupted the reading
+                runner.abandon(sent)
 
     # -- lifetime ----------------------------------------------------------------------------
 

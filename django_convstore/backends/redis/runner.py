@@ -16,7 +16,7 @@ Errors are redis-py's own; the store translates them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -65,14 +65,37 @@ def execute(client: Redis, request: Request) -> Any:
     return batch(client, request.requests)
 
 
-def send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Send commands in one write and read their replies (error replies as exceptions)."""
+class Sent(NamedTuple):
+    """Commands written on a pooled connection, their replies not read yet (see :func:`start`)."""
+
+    pool: Any
+    connection: Any
+    replies: int
+
+
+def start(client: Redis, commands: Sequence[tuple[Any, ...]]) -> Sent:
+    """Send commands in one write on a pooled connection; :func:`finish` reads the replies.
+
+    Between the two, other servers can be sent their commands: they all work at once.
+    """
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
         connection.send_packed_command(pack(commands, connection))
+    except BaseException:
+        connection.disconnect()
+        pool.release(connection)
+        raise
+    return Sent(pool, connection, len(commands))
+
+
+def finish(sent: Sent) -> list[Any]:
+    """The replies of :func:`start`'s commands (error replies as exceptions); the connection
+    goes back to its pool (dropped when reading failed: no unread reply is left on it)."""
+    pool, connection, expected = sent
+    try:
         replies: list[Any] = []
-        for _ in commands:
+        for _ in range(expected):
             try:
                 replies.append(connection.read_response())
             except ResponseError as exc:  # the reply was read whole: the connection is fine
@@ -83,6 +106,17 @@ def send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     finally:
         pool.release(connection)
     return replies
+
+
+def abandon(sent: Sent) -> None:
+    """Give up on started commands: drop the connection (its replies are never read)."""
+    sent.connection.disconnect()
+    sent.pool.release(sent.connection)
+
+
+def send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send commands in one write and read their replies (error replies as exceptions)."""
+    return finish(start(client, commands))
 
 
 def _eval(client: Redis, request: Eval) -> Any:
@@ -106,10 +140,14 @@ def _transaction(client: Redis, commands: list[tuple[Any, ...] | Eval]) -> Any:
     return unwrap_transaction(replies)
 
 
-def batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:
-    """Pipeline the requests; scripts the server did not know run again as ``EVAL``."""
-    commands = [eval_args(r) if isinstance(r, Eval) else r.args for r in requests]
-    replies = send(client, commands)
+def batch_commands(requests: list[Eval | Call]) -> list[tuple[Any, ...]]:
+    """The commands of a pipelined batch (scripts as ``EVALSHA``)."""
+    return [eval_args(r) if isinstance(r, Eval) else r.args for r in requests]
+
+
+def batch_replies(client: Redis, requests: list[Eval | Call], replies: list[Any]) -> list[Any]:
+    """A batch's replies: scripts the server did not know run again as ``EVAL``; another
+    error reply is raised."""
     for index, reply in enumerate(replies):
         request = requests[index]
         if isinstance(reply, NoScriptError) and type(request) is Eval:
@@ -119,4 +157,20 @@ def batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:
     return replies
 
 
-__all__ = ["batch", "execute", "run", "send"]
+def batch(client: Redis, requests: list[Eval | Call]) -> list[Any]:
+    """Pipeline the requests; scripts the server did not know run again as ``EVAL``."""
+    return batch_replies(client, requests, send(client, batch_commands(requests)))
+
+
+__all__ = [
+    "Sent",
+    "abandon",
+    "batch",
+    "batch_commands",
+    "batch_replies",
+    "execute",
+    "finish",
+    "run",
+    "send",
+    "start",
+]
