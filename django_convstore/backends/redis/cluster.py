@@ -179,7 +179,11 @@ class ClusterRunner:
     def _send(self, node: ClusterNode, request: Eval | Call | Transaction, *, asking: bool) -> Any:
         client = self.node_client(node)
         if asking:
-            return asking_reply(runner.send(client, [("ASKING",), asking_command(request)]))
+            for by_sha in (True, False):
+                replies = runner.send(client, [("ASKING",), asking_command(request, by_sha)])
+                if not asking_needs_eval(request, replies):
+                    break
+            return asking_reply(replies)
         if type(request) is Transaction:
             for by_sha in (True, False):
                 replies = runner.send(client, wrap_transaction(request.commands, by_sha=by_sha))
@@ -243,11 +247,16 @@ class ClusterRunner:
                 node.redis_connection.connection_pool.disconnect(inuse_connections=False)
 
 
-def asking_command(request: Eval | Call | Transaction) -> tuple[Any, ...]:
+def asking_command(request: Eval | Call | Transaction, by_sha: bool = True) -> tuple[Any, ...]:
     """The command sent after ``ASKING`` (a transaction is tried again later instead)."""
     if isinstance(request, Transaction):
         raise TryAgainError("a slot is being migrated")
-    return eval_args(request) if isinstance(request, Eval) else request.args
+    return eval_args(request, by_sha=by_sha) if isinstance(request, Eval) else request.args
+
+
+def asking_needs_eval(request: Eval | Call | Transaction, replies: list[Any]) -> bool:
+    """Whether the node an ``ASK`` named did not know the script (send ``EVAL``)."""
+    return isinstance(request, Eval) and isinstance(replies[1], NoScriptError)
 
 
 def asking_reply(replies: list[Any]) -> Any:

@@ -22,6 +22,7 @@ from .cluster import (
     ClusterRunner,
     Retry,
     asking_command,
+    asking_needs_eval,
     asking_reply,
     transaction_needs_eval,
     unwrap_cluster_transaction,
@@ -89,7 +90,12 @@ class AsyncClusterRunner:
     ) -> Any:
         client = self._client(node)
         if asking:
-            return asking_reply(await async_.send(client, [("ASKING",), asking_command(request)]))
+            for by_sha in (True, False):
+                command = asking_command(request, by_sha)
+                replies = await async_.send(client, [("ASKING",), command])
+                if not asking_needs_eval(request, replies):
+                    break
+            return asking_reply(replies)
         if type(request) is Transaction:
             for by_sha in (True, False):
                 commands = wrap_transaction(request.commands, by_sha=by_sha)
