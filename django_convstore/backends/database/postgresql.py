@@ -37,22 +37,40 @@ _NEVER_BY_COUNT = 2**31
 
 
 @cache
-def _prepared_cursor_class() -> type | None:
-    """psycopg 3's server-binding cursor, preparing each statement on first use (else None).
+def _server_binding_cursor_classes() -> tuple[type, type] | None:
+    """psycopg 3's server-binding cursors for the store: ``(unprepared, prepared)``.
 
-    Planning one of the write statements costs more than running it; prepared
-    once per connection, PostgreSQL reuses the plan. Django turns psycopg's
-    automatic preparing off (``prepare_threshold = None``, for connection
-    poolers); these statements are prepared all the same, and nothing else is.
-    psycopg2 has no such cursor: there, Django's cursor is used.
+    Both send lists (the ids and JSON documents of the messages) as binary
+    arrays. Django's cursor binds on the client, where an array is text that
+    escapes every quote of every document, one regular expression match each:
+    that cost more than the rest of an append's client side, and a
+    1,000-message save spent 12.7 ms on it (0.7 ms as binary).
+
+    The prepared one prepares each statement on first use. Planning one of the
+    write statements costs more than running it; prepared once per
+    connection, PostgreSQL reuses the plan. Django turns psycopg's automatic
+    preparing off (``prepare_threshold = None``, for connection poolers);
+    these statements are prepared all the same, and nothing else is.
+
+    None with psycopg2, which has neither: there, Django's cursor is used.
     """
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     if not is_psycopg3:
         return None
     import psycopg
+    from psycopg.types.array import ListBinaryDumper
 
-    class PreparedCursor(psycopg.Cursor[Any]):
+    class BinaryArrayCursor(psycopg.Cursor[Any]):
+        def __init__(self, connection: Any, **kwargs: Any):
+            super().__init__(connection, **kwargs)
+            self.adapters.register_dumper(list, ListBinaryDumper)
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            kwargs.setdefault("prepare", False)
+            return super().execute(query, params, **kwargs)
+
+    class PreparedCursor(BinaryArrayCursor):
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             kwargs.setdefault("prepare", True)
             connection = self.connection
@@ -64,7 +82,7 @@ def _prepared_cursor_class() -> type | None:
             finally:
                 connection.prepare_threshold = None
 
-    return PreparedCursor
+    return BinaryArrayCursor, PreparedCursor
 
 
 class PostgresOperations(Operations):
@@ -74,15 +92,16 @@ class PostgresOperations(Operations):
 
     def cursor(self) -> Any:
         connection = self.connection
-        prepared_cursor = _prepared_cursor_class() if self.prepared else None
+        classes = _server_binding_cursor_classes()
         # While Django logs queries (DEBUG, CaptureQueriesContext) its own cursor runs the
-        # statements: it logs them with their parameters, which a prepared one cannot.
-        if prepared_cursor is None or connection.queries_logged:
+        # statements: it logs them with their parameters, which a server-bound one cannot.
+        if classes is None or connection.queries_logged:
             return super().cursor()
+        cursor_class = classes[1] if self.prepared else classes[0]
         connection.ensure_connection()
         connection.validate_thread_sharing()
         # Django's wrapper: execute_wrappers apply and database errors are translated.
-        return connection.make_cursor(prepared_cursor(connection.connection))
+        return connection.make_cursor(cursor_class(connection.connection))
 
     @contextmanager
     def _locked(self, conversation_id: str, now: int) -> Iterator[tuple[Any, ...] | None]:
