@@ -1031,6 +1031,108 @@ def test_postgresql_statements_are_prepared_unless_turned_off(prepared):
     store.clear()
 
 
+AWKWARD_CONTENTS = [
+    'say "hi"',
+    'back\\slash \\" and \\\\',
+    "{braces}, commas, (parens)",
+    "NULL",
+    "",
+    "  padded  ",
+    "naïve café ✓ 😀 \u2028",
+    "tab\tnew\nline",
+]
+
+
+@postgres_only()
+@pytest.mark.parametrize("prepared", [True, False])
+def test_postgresql_sends_message_arrays_as_binary(prepared):
+    """Ids and documents go as binary arrays, prepared or not, and come back exact."""
+    store = create_store(
+        {
+            "BACKEND": BACKEND,
+            "NAMESPACE": f"b{uuid.uuid4().hex[:8]}",
+            "OPTIONS": {"DATABASE": POSTGRES_ALIAS, "PREPARED_STATEMENTS": prepared},
+        }
+    )
+    from psycopg import pq
+    from psycopg.adapt import PyFormat
+
+    list_formats: list[pq.Format] = []
+
+    def record_list_format(execute, sql, params, many, context):
+        list_formats.append(
+            context["cursor"].cursor.adapters.get_dumper(list, PyFormat.AUTO).format
+        )
+        return execute(sql, params, many, context)
+
+    awkward = [
+        {"role": "user", "content": text, "id": f"id {index} \"'{{,}}"}
+        for index, text in enumerate(AWKWARD_CONTENTS)
+    ]
+    with connections[POSTGRES_ALIAS].execute_wrapper(record_list_format):
+        store.append("c", awkward[:1])
+        store.append("c", awkward[1:])
+        store.save("s", awkward)
+    assert list_formats == [pq.Format.BINARY] * 3
+    for conversation_id in ("c", "s"):
+        loaded = store.load(conversation_id).messages
+        assert [(m.id, m.content) for m in loaded] == [(m["id"], m["content"]) for m in awkward]
+    store.append("c", awkward[:2])  # the same ids again: nothing added
+    assert store.load("c").metadata.message_count == len(awkward)
+    store.clear()
+
+
+def test_analyze_refreshes_statistics_on_postgresql_only(db_store, db_alias):
+    connection = connections[db_alias]
+    with CaptureQueriesContext(connection) as queries:
+        analyzed = db_store.analyze()
+    statements = [query["sql"] for query in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        assert analyzed is True
+        assert statements == [
+            'ANALYZE "django_convstore_storedconversation", "django_convstore_storedmessage"'
+        ]
+    else:
+        assert analyzed is False
+        assert statements == []
+
+
+@postgres_only()
+def test_postgresql_plans_look_conversations_up_by_their_unique_key_after_analyze():
+    """Fresh statistics make the generic plan of a lookup use the unique key.
+
+    A plan made while the tables were nearly empty may pick a namespace index
+    and filter on the conversation id, scanning the whole namespace.
+    """
+    namespace = f"a{uuid.uuid4().hex[:8]}"
+    store = create_store(
+        {"BACKEND": BACKEND, "NAMESPACE": namespace, "OPTIONS": {"DATABASE": POSTGRES_ALIAS}}
+    )
+    table = StoredConversation._meta.db_table
+    connection = connections[POSTGRES_ALIAS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (namespace, conversation_id, created_at, updated_at, ttl, "
+            "expires_at, message_count, next_position, metadata) "
+            "SELECT %s, 'bulk' || g, 0, 0, 3600, 9999999999999, 0, 0, '{}' "
+            "FROM generate_series(1, 5000) g",
+            [namespace],
+        )
+    assert store.analyze()
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.execute(
+            f"PREPARE lookup(text, text) AS SELECT id FROM {table} "
+            "WHERE namespace = $1 AND conversation_id = $2 FOR UPDATE"
+        )
+        cursor.execute(f"EXPLAIN EXECUTE lookup('{namespace}', 'bulk7')")
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+        cursor.execute("DEALLOCATE lookup")
+        cursor.execute("RESET plan_cache_mode")
+    assert "convstore_conv_ns_id_uniq" in plan, plan
+    store.clear()
+
+
 def test_prepared_statements_option_must_be_a_boolean():
     with pytest.raises(ImproperlyConfigured, match="PREPARED_STATEMENTS"):
         create_store({"BACKEND": BACKEND, "OPTIONS": {"PREPARED_STATEMENTS": "yes"}})

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ..backends.base import BaseStore
 from ..types import Conversation
 from .aliases import describe_error
+from .statistics import StatisticsRefresh
 
 FailureCallback = Callable[[str, str], None]
 ProgressCallback = Callable[["MigrationReport"], None]
@@ -102,6 +103,8 @@ class Migration:
         self._on_progress = on_progress or (lambda report: None)
         self._on_delete_start = on_delete_start or (lambda count: None)
         self.report = MigrationReport()
+        #: Keeps a database target's planner statistics in step with what is written.
+        self.statistics = StatisticsRefresh(target)
 
     def run(self) -> MigrationReport:
         """Copy everything, then (with ``delete_source``) delete the verified originals."""
@@ -116,6 +119,7 @@ class Migration:
                 self._on_progress(report)
         except Exception as exc:
             report.aborted = describe_error(exc)
+        self.statistics.finish()
         if self.delete_source and not self.dry_run:
             self._delete_verified()
         return report
@@ -147,6 +151,7 @@ class Migration:
             self._fail(cid, f"could not write to the target: {describe_error(exc)}")
             self._remove_partial_copy(cid)
             return
+        self.statistics.wrote()
         if self.delete_source and not self._verify(conversation):
             return
         report.migrated += 1

@@ -42,6 +42,7 @@ except RuntimeError as exc:  # Django refuses models of an app that is not insta
         "add 'django_convstore' to INSTALLED_APPS and run manage.py migrate"
     ) from exc
 
+from . import sql
 from .catalog import Catalog
 from .locking import MysqlOperations, SqliteOperations
 from .operations import Operations
@@ -276,6 +277,25 @@ class DatabaseStore(BaseStore):
         db = self._db(write=False)
         with self._errors(db):
             return self._catalog(db).stats(now_ms())
+
+    def analyze(self) -> bool:
+        """Refresh PostgreSQL's planner statistics of the store's tables (False elsewhere).
+
+        PostgreSQL plans a prepared statement once per session. Plans made
+        while the tables were nearly empty may look a conversation up through
+        a namespace index, scanning the whole namespace, once the tables are
+        large; they stay until the statistics change (autovacuum's ANALYZE, or
+        this). ``convstore_migrate`` and ``convstore_import`` call it as they
+        write. SQLite and MySQL/MariaDB look a conversation up by its unique
+        key without statistics: there it does nothing and returns False.
+        """
+        db = self._db(write=True)
+        connection = connections[db]
+        if connection.vendor != "postgresql":
+            return False
+        with self._errors(db), connection.cursor() as cursor:
+            cursor.execute(sql.render("ANALYZE {conv}, {msg}", connection))
+        return True
 
     def _close(self) -> None:
         """Give this thread's connection back the way Django does at the end of a request.

@@ -12,6 +12,7 @@ from ...backends.base import BaseStore
 from ...conf import DEFAULT_STORE_ALIAS
 from ..aliases import describe_error, get_store
 from ..jsonl import parse_line
+from ..statistics import StatisticsRefresh
 
 
 class Command(BaseCommand):
@@ -69,6 +70,7 @@ class Command(BaseCommand):
         self, lines: Iterable[str], store: BaseStore, options: dict[str, Any]
     ) -> tuple[int, int, int, int]:
         imported = seen = failed = skipped = 0
+        statistics = StatisticsRefresh(store)
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -82,9 +84,11 @@ class Command(BaseCommand):
                     continue
                 if not options["dry_run"]:
                     store.put(conversation)
+                    statistics.wrote()
             except Exception as exc:
                 failed += 1
                 self.stderr.write(f"{where}: {describe_error(exc)}")
                 continue
             imported += 1
+        statistics.finish()
         return imported, seen, failed, skipped
