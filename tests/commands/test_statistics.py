@@ -15,7 +15,9 @@ from contextlib import contextmanager
 import pytest
 from django.db import connections
 
-from django_convstore.management.statistics import FIRST_REFRESH
+from django_convstore.backends.database import DatabaseStore
+from django_convstore.exceptions import BackendUnavailableError
+from django_convstore.management.statistics import FIRST_REFRESH, StatisticsRefresh
 
 from .conftest import DATABASE_LEGS
 from .support import contents, dump, simple
@@ -88,3 +90,47 @@ def test_a_dry_run_refreshes_nothing(convstores, run, backend):
 
     assert result.error is None, result
     assert seen == []
+
+
+class ScriptedAnalyze(DatabaseStore):
+    """A database store whose ``analyze`` answers from a script (True, or an error to raise)."""
+
+    def __init__(self, *answers: bool | Exception) -> None:
+        super().__init__("", {"NAMESPACE": "scripted"}, alias="scripted")
+        self.answers = list(answers)
+        self.calls = 0
+
+    def analyze(self) -> bool:
+        self.calls += 1
+        answer = self.answers.pop(0) if self.answers else True
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_refreshes_when_the_count_doubles_and_at_the_end():
+    store = ScriptedAnalyze()
+    refresh = StatisticsRefresh(store, first=2)
+    for _ in range(7):
+        refresh.wrote()
+    assert store.calls == 2  # after 2 and 4 written (8 is not reached)
+    refresh.finish()
+    refresh.finish()  # nothing written since: no second refresh
+    assert (store.calls, refresh.refreshed) == (3, 3)
+
+
+def test_a_failed_refresh_is_skipped_and_caught_up_later():
+    store = ScriptedAnalyze(BackendUnavailableError("database 'default' is unreachable"))
+    refresh = StatisticsRefresh(store, first=1)
+    refresh.wrote()  # the refresh fails; the write goes on
+    assert (store.calls, refresh.refreshed) == (1, 0)
+    refresh.finish()  # what failed is caught up at the end
+    assert (store.calls, refresh.refreshed) == (2, 1)
+
+
+def test_other_stores_are_left_alone(convstores):
+    built = convstores.configure(default=convstores.config("memory"))
+    refresh = StatisticsRefresh(built["default"], first=1)
+    refresh.wrote()
+    refresh.finish()
+    assert refresh.refreshed == 0
