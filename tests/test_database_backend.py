@@ -1007,16 +1007,21 @@ def wait_for_a_lock_wait(alias: str) -> None:
     pytest.fail("nobody waited for the lock")
 
 
+def postgres_store(prefix: str, **options: Any) -> Any:
+    """A store on the PostgreSQL test database, in a namespace of its own."""
+    return create_store(
+        {
+            "BACKEND": BACKEND,
+            "NAMESPACE": f"{prefix}{uuid.uuid4().hex[:8]}",
+            "OPTIONS": {"DATABASE": POSTGRES_ALIAS, **options},
+        }
+    )
+
+
 @postgres_only()
 @pytest.mark.parametrize("prepared", [True, False])
 def test_postgresql_statements_are_prepared_unless_turned_off(prepared):
-    store = create_store(
-        {
-            "BACKEND": BACKEND,
-            "NAMESPACE": f"p{uuid.uuid4().hex[:8]}",
-            "OPTIONS": {"DATABASE": POSTGRES_ALIAS, "PREPARED_STATEMENTS": prepared},
-        }
-    )
+    store = postgres_store("p", PREPARED_STATEMENTS=prepared)
     connection = connections[POSTGRES_ALIAS]
     connection.close()  # a fresh session: no prepared statements yet
     for index in range(3):
@@ -1047,13 +1052,7 @@ AWKWARD_CONTENTS = [
 @pytest.mark.parametrize("prepared", [True, False])
 def test_postgresql_sends_message_arrays_as_binary(prepared):
     """Ids and documents go as binary arrays, prepared or not, and come back exact."""
-    store = create_store(
-        {
-            "BACKEND": BACKEND,
-            "NAMESPACE": f"b{uuid.uuid4().hex[:8]}",
-            "OPTIONS": {"DATABASE": POSTGRES_ALIAS, "PREPARED_STATEMENTS": prepared},
-        }
-    )
+    store = postgres_store("b", PREPARED_STATEMENTS=prepared)
     from psycopg import pq
     from psycopg.adapt import PyFormat
 
@@ -1104,10 +1103,8 @@ def test_postgresql_plans_look_conversations_up_by_their_unique_key_after_analyz
     A plan made while the tables were nearly empty may pick a namespace index
     and filter on the conversation id, scanning the whole namespace.
     """
-    namespace = f"a{uuid.uuid4().hex[:8]}"
-    store = create_store(
-        {"BACKEND": BACKEND, "NAMESPACE": namespace, "OPTIONS": {"DATABASE": POSTGRES_ALIAS}}
-    )
+    store = postgres_store("a")
+    namespace = store.namespace
     table = StoredConversation._meta.db_table
     connection = connections[POSTGRES_ALIAS]
     with connection.cursor() as cursor:
