@@ -97,6 +97,7 @@ ROUNDS = 40
 THREADS = 4
 
 
+@pytest.mark.slow
 def test_threads_retrying_the_same_ids_store_each_once(store):
     """Every id is sent by two threads at the same moment; each is stored exactly once."""
     violations = 0

@@ -167,6 +167,7 @@ def _race(*calls):
     return results
 
 
+@pytest.mark.slow
 def test_create_racing_save_of_another_owner_never_takes_over(store):
     violations = 0
     for round_ in range(ROUNDS):
@@ -186,6 +187,7 @@ def test_create_racing_save_of_another_owner_never_takes_over(store):
     assert violations == 0
 
 
+@pytest.mark.slow
 def test_append_racing_delete_never_leaves_an_ownerless_conversation(store):
     violations = 0
     for round_ in range(ROUNDS):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,6 +89,7 @@ def test_appending_in_chunks_equals_saving_at_once(store, messages, data):
     ]
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(messages=st.lists(MESSAGE, min_size=1, max_size=10), data=st.data())
 def test_pop_and_truncate_behave_like_list_slicing(store, messages, data):
